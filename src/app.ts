@@ -1,0 +1,100 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import cookie from '@fastify/cookie';
+import formbody from '@fastify/formbody';
+import helmet from '@fastify/helmet';
+import view from '@fastify/view';
+import { Eta } from 'eta';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Config } from './config.ts';
+import type { ServerContext } from './context.ts';
+import { migrateToLatest, openDatabase } from './db/database.ts';
+import { loadOrCreateSetting } from './db/settings.ts';
+import { SigningKeys } from './oauth/keys.ts';
+import { ScopeRegistry } from './oauth/scopes.ts';
+import { randomToken } from './oauth/secrets.ts';
+import { registerErrorHandler } from './plugins/errors.ts';
+import accountRoutes from './routes/accounts.ts';
+import apiRoutes from './routes/api.ts';
+import devicePageRoutes from './routes/device-page.ts';
+import homeRoutes from './routes/home.ts';
+import metadataRoutes from './routes/metadata.ts';
+import oauthRoutes from './routes/oauth.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** Request and response fields that carry secrets, removed from every log line. */
+const REDACTED_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'res.headers["set-cookie"]',
+  'body.client_secret',
+  'body.code',
+  'body.code_verifier',
+  'body.refresh_token',
+  'body.device_code',
+  'body.password',
+];
+
+export interface BuildOptions {
+  logger?: FastifyServerOptions['logger'];
+}
+
+/**
+ * Builds the Speedgate server: opens and migrates the database, loads the
+ * signing keys and registers every route. The caller listens and closes.
+ */
+export async function buildApp(config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? { level: config.logLevel, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } },
+    // Bodies of OAuth requests are small; this bounds what one request can make the server parse.
+    bodyLimit: 64 * 1024,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+  });
+
+  const { db, kind } = await openDatabase(config);
+  app.addHook('onClose', async () => db.destroy());
+
+  const applied = await migrateToLatest(db);
+  for (const migration of applied) app.log.info({ migration: migration.migrationName }, 'applied migration');
+
+  const context: ServerContext = {
+    db,
+    config,
+    databaseKind: kind,
+    keys: await SigningKeys.load(db, config.now()),
+    scopes: new ScopeRegistry(config.extraScopes),
+    cookieSecret: await loadOrCreateSetting(db, 'cookie_secret', () => randomToken(32)),
+  };
+  app.decorate('speedgate', context);
+
+  await app.register(formbody);
+  await app.register(cookie, { secret: context.cookieSecret });
+  await app.register(helmet, {
+    contentSecurityPolicy: {
+      directives: {
+        defaultSrc: ["'self'"],
+        frameAncestors: ["'none'"],
+        formAction: ["'self'"],
+        upgradeInsecureRequests: null,
+      },
+    },
+    strictTransportSecurity: config.issuer.startsWith('https:'),
+    referrerPolicy: { policy: 'no-referrer' },
+    frameguard: { action: 'deny' },
+  });
+  await app.register(view, {
+    engine: { eta: new Eta({ views: path.join(ROOT, 'views'), cache: config.production }) },
+    root: path.join(ROOT, 'views'),
+    viewExt: 'eta',
+  });
+
+  registerErrorHandler(app);
+  await app.register(homeRoutes);
+  await app.register(metadataRoutes);
+  await app.register(oauthRoutes);
+  await app.register(accountRoutes);
+  await app.register(devicePageRoutes);
+  await app.register(apiRoutes);
+  return app;
+}

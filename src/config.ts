@@ -1,0 +1,164 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+/** A scope an operator may add to the registry through `SCOPES_FILE`. */
+export interface ScopeDefinition {
+  name: string;
+  description: string;
+}
+
+/** Settings of one Speedgate server, parsed once from the environment. */
+export interface Config {
+  port: number;
+  host: string;
+  /** The issuer identifier (RFC 8414): an absolute URL without a trailing slash. */
+  issuer: string;
+  /** A PostgreSQL URL, or undefined for the embedded PGlite database. */
+  databaseUrl: string | undefined;
+  /** Folder of the embedded database, or `memory://` for a throwaway one. */
+  dataDir: string;
+  dcrEnabled: boolean;
+  production: boolean;
+  logLevel: string;
+  extraScopes: ScopeDefinition[];
+  accessTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+  sessionTtlSeconds: number;
+  deviceCodeTtlSeconds: number;
+  /** The minimum poll interval first given to a device client (RFC 8628 section 3.2). */
+  deviceCodeIntervalSeconds: number;
+  /** The clock every expiry check reads, so tests can move time instead of sleeping. */
+  now: () => Date;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+
+function readInteger(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+
+  if (!/^\d+$/.test(raw)) {
+    throw new ConfigError(`${name} must be a whole number, got "${raw}"`);
+  }
+
+  const value = Number(raw);
+  if (value < min || value > max) {
+    throw new ConfigError(`${name} must be between ${min} and ${max}, got ${value}`);
+  }
+  return value;
+}
+
+function readBoolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+
+  const lower = raw.toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(lower)) return true;
+  if (['0', 'false', 'no', 'off'].includes(lower)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
+function readIssuer(env: Env, port: number): string {
+  const raw = env.ISSUER;
+  if (raw === undefined || raw === '') return `http://localhost:${port}`;
+
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`ISSUER must be an absolute URL such as https://auth.example.com, got "${raw}"`);
+  }
+
+  // RFC 8414 section 2: the issuer has no query or fragment.
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new ConfigError(`ISSUER must use https (or http for local development), got "${raw}"`);
+  }
+  if (url.search !== '' || url.hash !== '') {
+    throw new ConfigError(`ISSUER must not have a query or fragment, got "${raw}"`);
+  }
+  return url.href.replace(/\/+$/, '');
+}
+
+function readDatabaseUrl(env: Env): string | undefined {
+  const raw = env.DATABASE_URL;
+  if (raw === undefined || raw === '') return undefined;
+
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError('DATABASE_URL must be a URL such as postgres://user@127.0.0.1:5432/speedgate');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new ConfigError(`DATABASE_URL must start with postgres:// or postgresql://, got "${url.protocol}//"`);
+  }
+  return raw;
+}
+
+const SCOPE_NAME = /^[a-z][a-z0-9_.:-]{0,63}$/;
+
+function readScopesFile(env: Env): ScopeDefinition[] {
+  const path = env.SCOPES_FILE;
+  if (path === undefined || path === '') return [];
+
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(resolve(path), 'utf8'));
+  } catch (error) {
+    throw new ConfigError(`SCOPES_FILE could not be read as JSON: ${(error as Error).message}`);
+  }
+
+  if (!Array.isArray(parsed)) {
+    throw new ConfigError('SCOPES_FILE must contain a JSON array of {"name", "description"} objects');
+  }
+
+  return parsed.map((entry, index) => {
+    const name = entry?.name;
+    const description = entry?.description;
+    if (typeof name !== 'string' || !SCOPE_NAME.test(name)) {
+      throw new ConfigError(`SCOPES_FILE entry ${index}: name must match ${SCOPE_NAME}, got ${JSON.stringify(name)}`);
+    }
+    if (typeof description !== 'string' || description.trim() === '' || description.length > 200) {
+      throw new ConfigError(`SCOPES_FILE entry ${index} (${name}): description must be 1 to 200 characters`);
+    }
+    return { name, description };
+  });
+}
+
+/**
+ * Parses and validates the server settings from environment variables.
+ * Throws ConfigError naming the variable and the expected form.
+ */
+export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Config {
+  const production = env.NODE_ENV === 'production';
+  const port = readInteger(env, 'PORT', 3000, 0, 65535);
+
+  const config: Config = {
+    port,
+    host: env.HOST || '127.0.0.1',
+    issuer: readIssuer(env, port),
+    databaseUrl: readDatabaseUrl(env),
+    dataDir: env.DATA_DIR || './data',
+    // Open registration is convenient while developing; production opts in.
+    dcrEnabled: readBoolean(env, 'DCR_ENABLED', !production),
+    production,
+    logLevel: env.LOG_LEVEL || 'info',
+    extraScopes: readScopesFile(env),
+    accessTokenTtlSeconds: readInteger(env, 'ACCESS_TOKEN_TTL', 3600, 60, 86400),
+    refreshTokenTtlSeconds: readInteger(env, 'REFRESH_TOKEN_TTL', 30 * 86400, 3600, 365 * 86400),
+    sessionTtlSeconds: readInteger(env, 'SESSION_TTL', 14 * 86400, 300, 365 * 86400),
+    deviceCodeTtlSeconds: readInteger(env, 'DEVICE_CODE_TTL', 900, 60, 3600),
+    deviceCodeIntervalSeconds: readInteger(env, 'DEVICE_CODE_INTERVAL', 5, 1, 60),
+    now: () => new Date(),
+    ...overrides,
+  };
+
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(config.logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "${config.logLevel}"`);
+  }
+  return Object.freeze(config);
+}

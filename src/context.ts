@@ -1,0 +1,15 @@
+import type { DatabaseKind } from './db/database.ts';
+import type { OAuthContext } from './oauth/context.ts';
+
+/** Everything the routes share: the protocol core's context and the server's own secrets. */
+export interface ServerContext extends OAuthContext {
+  databaseKind: DatabaseKind;
+  /** Key for cookie signatures and CSRF tokens, shared by all nodes through the database. */
+  cookieSecret: string;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    speedgate: ServerContext;
+  }
+}

@@ -1,0 +1,62 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { FileMigrationProvider, Kysely, Migrator, PostgresDialect, type MigrationResult } from 'kysely';
+import pg from 'pg';
+import { lockDataDir } from './embedded-lock.ts';
+import { PGliteDialect } from './pglite-dialect.ts';
+import type { Database } from './schema.ts';
+
+export type DatabaseKind = 'postgresql' | 'pglite';
+
+export interface DatabaseHandle {
+  db: Kysely<Database>;
+  kind: DatabaseKind;
+}
+
+export interface DatabaseOptions {
+  databaseUrl: string | undefined;
+  dataDir: string;
+  poolSize?: number;
+}
+
+const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../migrations', import.meta.url));
+
+/**
+ * Opens PostgreSQL through `pg` when a URL is given, else the embedded PGlite
+ * database in `dataDir` (`memory://` keeps it in memory).
+ */
+export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
+  if (options.databaseUrl !== undefined) {
+    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: options.poolSize ?? 10 });
+    return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), kind: 'postgresql' };
+  }
+
+  const dataDir = options.dataDir === 'memory://' ? undefined : path.resolve(options.dataDir);
+  const unlock = dataDir === undefined ? () => {} : lockDataDir(dataDir);
+
+  try {
+    const embedded = await PGlite.create(dataDir);
+    return { db: new Kysely<Database>({ dialect: new PGliteDialect(embedded, unlock) }), kind: 'pglite' };
+  } catch (error) {
+    unlock();
+    throw error;
+  }
+}
+
+/** Applies every pending migration in `migrations/`; throws on the first failure. */
+export async function migrateToLatest(db: Kysely<Database>): Promise<MigrationResult[]> {
+  const migrator = new Migrator({
+    db,
+    provider: new FileMigrationProvider({ fs, path, migrationFolder: MIGRATIONS_FOLDER }),
+  });
+
+  const { error, results } = await migrator.migrateToLatest();
+  if (error !== undefined) {
+    const failed = results?.find((result) => result.status === 'Error');
+    const name = failed === undefined ? '' : ` in ${failed.migrationName}`;
+    throw new Error(`Migration failed${name}: ${(error as Error).message ?? String(error)}`, { cause: error });
+  }
+  return results ?? [];
+}

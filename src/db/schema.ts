@@ -1,0 +1,152 @@
+import type { ColumnType, Insertable, Selectable } from 'kysely';
+
+type Timestamp = ColumnType<Date, Date, Date>;
+type Json<T> = ColumnType<T, string, string>;
+
+export interface SettingsTable {
+  name: string;
+  value: string;
+}
+
+export interface UsersTable {
+  id: string;
+  email: string;
+  name: string;
+  password_hash: string;
+  is_admin: ColumnType<boolean, boolean | undefined, boolean>;
+  created_at: Timestamp;
+}
+
+export interface SessionsTable {
+  id_hash: string;
+  user_id: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  ip_address: string | null;
+  user_agent: string | null;
+}
+
+/** How a client came to exist: by an operator command or page, or by RFC 7591 registration. */
+export type RegistrationType = 'operator' | 'dynamic';
+
+export interface ClientsTable {
+  id: string;
+  name: string;
+  secret_hash: string | null;
+  token_endpoint_auth_method: string;
+  redirect_uris: Json<string[]>;
+  grant_types: Json<string[]>;
+  scopes: Json<string[]>;
+  registration_type: RegistrationType;
+  owner_id: string | null;
+  created_at: Timestamp;
+}
+
+export interface SigningKeysTable {
+  kid: string;
+  alg: string;
+  private_jwk: Json<Record<string, unknown>>;
+  public_jwk: Json<Record<string, unknown>>;
+  created_at: Timestamp;
+  retired_at: Timestamp | null;
+}
+
+export interface GrantsTable {
+  id: string;
+  user_id: string | null;
+  client_id: string;
+  scope: string;
+  resource: string;
+  /** The grant type that created the authorization, such as `device_code`. */
+  origin: string;
+  created_at: Timestamp;
+  last_used_at: Timestamp | null;
+  revoked_at: Timestamp | null;
+}
+
+export interface RefreshTokensTable {
+  id: string;
+  token_hash: string;
+  grant_id: string;
+  scope: string;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  rotated_at: Timestamp | null;
+  revoked_at: Timestamp | null;
+}
+
+export type DeviceCodeStatus = 'pending' | 'approved' | 'denied' | 'consumed';
+
+export interface DeviceCodesTable {
+  id: string;
+  device_code_hash: string;
+  user_code_hash: string;
+  client_id: string;
+  scope: string;
+  resource: string;
+  status: DeviceCodeStatus;
+  user_id: string | null;
+  interval_seconds: number;
+  last_polled_at: Timestamp | null;
+  requester_ip: string | null;
+  requester_user_agent: string | null;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+}
+
+export interface RateLimitsTable {
+  key: string;
+  count: number;
+  window_ends_at: Timestamp;
+}
+
+export interface TeamsTable {
+  id: string;
+  name: string;
+  created_at: Timestamp;
+}
+
+export interface TeamMembersTable {
+  team_id: string;
+  user_id: string;
+  role: 'owner' | 'member';
+  joined_at: Timestamp;
+}
+
+export interface TeamInvitationsTable {
+  id: string;
+  team_id: string;
+  email: string;
+  role: 'owner' | 'member';
+  invited_by: string;
+  created_at: Timestamp;
+}
+
+export interface ProductsTable {
+  id: string;
+  name: string;
+  description: string;
+  price_cents: number;
+}
+
+export interface Database {
+  settings: SettingsTable;
+  users: UsersTable;
+  sessions: SessionsTable;
+  clients: ClientsTable;
+  signing_keys: SigningKeysTable;
+  grants: GrantsTable;
+  refresh_tokens: RefreshTokensTable;
+  device_codes: DeviceCodesTable;
+  rate_limits: RateLimitsTable;
+  teams: TeamsTable;
+  team_members: TeamMembersTable;
+  team_invitations: TeamInvitationsTable;
+  products: ProductsTable;
+}
+
+export type User = Selectable<UsersTable>;
+export type Client = Selectable<ClientsTable>;
+export type NewClient = Insertable<ClientsTable>;
+export type Grant = Selectable<GrantsTable>;
+export type DeviceCode = Selectable<DeviceCodesTable>;

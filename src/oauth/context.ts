@@ -1,0 +1,18 @@
+import type { Kysely } from 'kysely';
+import type { Config } from '../config.ts';
+import type { Database } from '../db/schema.ts';
+import type { SigningKeys } from './keys.ts';
+import type { ScopeRegistry } from './scopes.ts';
+
+/** What the protocol core needs from the server: storage, keys, scopes and settings. */
+export interface OAuthContext {
+  db: Kysely<Database>;
+  config: Config;
+  keys: SigningKeys;
+  scopes: ScopeRegistry;
+}
+
+/** The resource identifier of the demo API, the default audience of access tokens. */
+export function apiResource(config: Config): string {
+  return `${config.issuer}/api/v1`;
+}

@@ -1,0 +1,86 @@
+import type { Client, DeviceCode } from '../../db/schema.ts';
+import { GRANT_TYPES } from '../clients.ts';
+import type { OAuthContext } from '../context.ts';
+import { OAuthError } from '../errors.ts';
+import type { Parameters } from '../parameters.ts';
+import { sha256Hex } from '../secrets.ts';
+import { createGrant, issueTokens } from '../tokens.ts';
+import { unwrapOutcome, type GrantHandler, type GrantOutcome } from './types.ts';
+
+/** How much earlier than the interval a poll may arrive, for network jitter, in milliseconds. */
+const POLL_TOLERANCE_MS = 500;
+
+/** RFC 8628 section 3.5: the interval grows by 5 seconds after each slow_down. */
+const SLOW_DOWN_STEP_SECONDS = 5;
+
+function pollingTooFast(row: DeviceCode, now: Date): boolean {
+  if (row.last_polled_at === null) return false;
+  const elapsed = now.getTime() - row.last_polled_at.getTime();
+  return elapsed < row.interval_seconds * 1000 - POLL_TOLERANCE_MS;
+}
+
+async function pollDeviceCode(context: OAuthContext, client: Client, parameters: Parameters): Promise<GrantOutcome> {
+  const now = context.config.now();
+
+  return context.db.transaction().execute(async (trx): Promise<GrantOutcome> => {
+    // The row lock makes concurrent polls of one device code take turns, so only one can consume it.
+    const row = await trx
+      .selectFrom('device_codes')
+      .selectAll()
+      .where('device_code_hash', '=', sha256Hex(parameters.device_code))
+      .forUpdate()
+      .executeTakeFirst();
+
+    if (row === undefined || row.client_id !== client.id) {
+      return { error: new OAuthError('invalid_grant', 'The device_code is invalid') };
+    }
+    if (row.status === 'consumed') {
+      return { error: new OAuthError('invalid_grant', 'The device_code has already been used') };
+    }
+    if (row.expires_at <= now) {
+      return { error: new OAuthError('expired_token', 'The device_code has expired; start a new device authorization') };
+    }
+
+    if (row.status === 'denied') {
+      return { error: new OAuthError('access_denied', 'The user denied the authorization request') };
+    }
+
+    if (row.status === 'pending') {
+      const tooFast = pollingTooFast(row, now);
+      const interval = tooFast ? row.interval_seconds + SLOW_DOWN_STEP_SECONDS : row.interval_seconds;
+      await trx
+        .updateTable('device_codes')
+        .set({ last_polled_at: now, interval_seconds: interval })
+        .where('id', '=', row.id)
+        .execute();
+
+      if (tooFast) {
+        const description = `Polling too fast; wait at least ${interval} seconds between requests`;
+        return { error: new OAuthError('slow_down', description) };
+      }
+      return { error: new OAuthError('authorization_pending', 'The user has not yet approved the request') };
+    }
+
+    await trx.updateTable('device_codes').set({ status: 'consumed', last_polled_at: now }).where('id', '=', row.id).execute();
+
+    const grant = await createGrant(trx, {
+      userId: row.user_id,
+      clientId: client.id,
+      scope: row.scope,
+      resource: row.resource,
+      origin: 'device_code',
+      now,
+    });
+    const withRefreshToken = client.grant_types.includes(GRANT_TYPES.refreshToken);
+    return { response: await issueTokens(trx, context, grant, row.scope, withRefreshToken) };
+  });
+}
+
+/** The device authorization grant's token request (RFC 8628 section 3.4). */
+export const deviceCodeGrant: GrantHandler = {
+  grantType: GRANT_TYPES.deviceCode,
+  requiredParameters: ['device_code'],
+  async handle(context, client, parameters) {
+    return unwrapOutcome(await pollDeviceCode(context, client, parameters));
+  },
+};

@@ -1,0 +1,8 @@
+import { deviceCodeGrant } from './device-code.ts';
+import { refreshTokenGrant } from './refresh-token.ts';
+import type { GrantHandler } from './types.ts';
+
+/** The token endpoint's grant handlers by their wire name. */
+export const grantHandlers: ReadonlyMap<string, GrantHandler> = new Map(
+  [deviceCodeGrant, refreshTokenGrant].map((handler) => [handler.grantType, handler]),
+);

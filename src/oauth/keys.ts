@@ -1,0 +1,132 @@
+import { randomUUID } from 'node:crypto';
+import {
+  SignJWT,
+  createLocalJWKSet,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  jwtVerify,
+  type JSONWebKeySet,
+  type JWK,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
+import { sql, type Kysely } from 'kysely';
+import type { Database } from '../db/schema.ts';
+
+const ALGORITHM = 'ES256';
+
+type PrivateKey = Awaited<ReturnType<typeof importJWK>>;
+
+/** Shortest time between two reloads of the key set triggered by an unknown `kid`. */
+const RELOAD_INTERVAL_MS = 30_000;
+
+interface ActiveKey {
+  kid: string;
+  privateKey: PrivateKey;
+}
+
+/**
+ * The signing keys, kept in the database so every node and every restart signs
+ * with the same key. Keys are parsed once at load, never per request.
+ */
+export class SigningKeys {
+  readonly #db: Kysely<Database>;
+  #active!: ActiveKey;
+  #jwks!: JSONWebKeySet;
+  #verifyKey!: JWTVerifyGetKey;
+  #loadedAt = 0;
+
+  private constructor(db: Kysely<Database>) {
+    this.#db = db;
+  }
+
+  /** Loads the key set, creating the first key if the database has none. */
+  static async load(db: Kysely<Database>, now: Date): Promise<SigningKeys> {
+    const keys = new SigningKeys(db);
+    await ensureSigningKey(db, now);
+    await keys.reload();
+    return keys;
+  }
+
+  async reload(): Promise<void> {
+    const rows = await this.#db
+      .selectFrom('signing_keys')
+      .select(['kid', 'alg', 'private_jwk', 'public_jwk', 'created_at', 'retired_at'])
+      .orderBy('created_at', 'desc')
+      .execute();
+
+    const current = rows.find((row) => row.retired_at === null);
+    if (current === undefined) throw new Error('No active signing key in signing_keys');
+
+    this.#active = {
+      kid: current.kid,
+      privateKey: await importJWK(current.private_jwk as JWK, current.alg),
+    };
+    this.#jwks = {
+      keys: rows.map((row) => ({ ...(row.public_jwk as JWK), kid: row.kid, alg: row.alg, use: 'sig' })),
+    };
+    this.#verifyKey = createLocalJWKSet(this.#jwks);
+    this.#loadedAt = Date.now();
+  }
+
+  /** The public keys, current and retiring, as served at `/.well-known/jwks.json`. */
+  jwks(): JSONWebKeySet {
+    return this.#jwks;
+  }
+
+  /** Signs an RFC 9068 access token (`typ: at+jwt`) with the current key. */
+  async signAccessToken(claims: JWTPayload, issuedAt: Date, ttlSeconds: number): Promise<string> {
+    const iat = Math.floor(issuedAt.getTime() / 1000);
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg: ALGORITHM, kid: this.#active.kid, typ: 'at+jwt' })
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + ttlSeconds)
+      .sign(this.#active.privateKey);
+  }
+
+  /**
+   * Verifies an access token's signature, type, issuer and audience.
+   * A token signed by a key this node has not loaded yet triggers one reload.
+   */
+  async verifyAccessToken(token: string, issuer: string, audience: string, now: Date): Promise<JWTPayload> {
+    const options = { issuer, audience, typ: 'at+jwt', algorithms: [ALGORITHM], currentDate: now };
+    try {
+      const { payload } = await jwtVerify(token, this.#verifyKey, options);
+      return payload;
+    } catch (error) {
+      const noKey = (error as { code?: string }).code === 'ERR_JWKS_NO_MATCHING_KEY';
+      if (!noKey || Date.now() - this.#loadedAt < RELOAD_INTERVAL_MS) throw error;
+
+      await this.reload();
+      const { payload } = await jwtVerify(token, this.#verifyKey, options);
+      return payload;
+    }
+  }
+}
+
+async function ensureSigningKey(db: Kysely<Database>, now: Date): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    // Two nodes starting on an empty database must not both create a key.
+    await sql`select pg_advisory_xact_lock(hashtext('speedgate.signing_keys'))`.execute(trx);
+
+    const existing = await trx
+      .selectFrom('signing_keys')
+      .select('kid')
+      .where('retired_at', 'is', null)
+      .executeTakeFirst();
+    if (existing !== undefined) return;
+
+    const { privateKey, publicKey } = await generateKeyPair(ALGORITHM, { extractable: true });
+    await trx
+      .insertInto('signing_keys')
+      .values({
+        kid: randomUUID(),
+        alg: ALGORITHM,
+        private_jwk: JSON.stringify(await exportJWK(privateKey)),
+        public_jwk: JSON.stringify(await exportJWK(publicKey)),
+        created_at: now,
+      })
+      .execute();
+  });
+}

@@ -1,0 +1,116 @@
+import { randomUUID } from 'node:crypto';
+import type { Kysely, Transaction } from 'kysely';
+import type { Database, Grant } from '../db/schema.ts';
+import type { OAuthContext } from './context.ts';
+import { randomToken, sha256Hex } from './secrets.ts';
+
+/** A successful token response (RFC 6749 section 5.1). */
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  scope: string;
+  refresh_token?: string;
+}
+
+export const REFRESH_TOKEN_PREFIX = 'sgr_';
+
+/** Stores a new refresh token for `grant` and returns the raw token. */
+export async function createRefreshToken(
+  trx: Kysely<Database> | Transaction<Database>,
+  context: OAuthContext,
+  grant: Grant,
+  scope: string,
+): Promise<string> {
+  const now = context.config.now();
+  const token = `${REFRESH_TOKEN_PREFIX}${randomToken(32)}`;
+
+  await trx
+    .insertInto('refresh_tokens')
+    .values({
+      id: randomUUID(),
+      token_hash: sha256Hex(token),
+      grant_id: grant.id,
+      scope,
+      created_at: now,
+      expires_at: new Date(now.getTime() + context.config.refreshTokenTtlSeconds * 1000),
+    })
+    .execute();
+  return token;
+}
+
+/**
+ * Signs an access token for `grant` with `scope`, and a refresh token when
+ * `withRefreshToken` is set, inside the caller's transaction.
+ */
+export async function issueTokens(
+  trx: Transaction<Database>,
+  context: OAuthContext,
+  grant: Grant,
+  scope: string,
+  withRefreshToken: boolean,
+): Promise<TokenResponse> {
+  const { config, keys } = context;
+  const now = config.now();
+
+  const accessToken = await keys.signAccessToken(
+    {
+      iss: config.issuer,
+      sub: grant.user_id ?? grant.client_id,
+      aud: grant.resource,
+      client_id: grant.client_id,
+      scope,
+      jti: randomUUID(),
+      grant_id: grant.id,
+    },
+    now,
+    config.accessTokenTtlSeconds,
+  );
+
+  const response: TokenResponse = {
+    access_token: accessToken,
+    token_type: 'Bearer',
+    expires_in: config.accessTokenTtlSeconds,
+    scope,
+  };
+  if (withRefreshToken) response.refresh_token = await createRefreshToken(trx, context, grant, scope);
+
+  await trx.updateTable('grants').set({ last_used_at: now }).where('id', '=', grant.id).execute();
+  return response;
+}
+
+/** Creates the authorization that a user's approval or a client's own credentials establish. */
+export async function createGrant(
+  trx: Transaction<Database>,
+  values: { userId: string | null; clientId: string; scope: string; resource: string; origin: string; now: Date },
+): Promise<Grant> {
+  return trx
+    .insertInto('grants')
+    .values({
+      id: randomUUID(),
+      user_id: values.userId,
+      client_id: values.clientId,
+      scope: values.scope,
+      resource: values.resource,
+      origin: values.origin,
+      created_at: values.now,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/** Revokes an authorization and every refresh token in its family. */
+export async function revokeGrant(trx: Kysely<Database> | Transaction<Database>, grantId: string, now: Date): Promise<void> {
+  await trx
+    .updateTable('grants')
+    .set({ revoked_at: now })
+    .where('id', '=', grantId)
+    .where('revoked_at', 'is', null)
+    .execute();
+  await trx
+    .updateTable('refresh_tokens')
+    .set({ revoked_at: now })
+    .where('grant_id', '=', grantId)
+    .where('revoked_at', 'is', null)
+    .execute();
+}

@@ -1,0 +1,17 @@
+import { readFileSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import { currentUser } from './web.ts';
+
+const STYLESHEET = readFileSync(new URL('../../public/app.css', import.meta.url), 'utf8');
+
+/** The landing page and the stylesheet every page links. */
+export default async function homeRoutes(app: FastifyInstance): Promise<void> {
+  app.get('/', async (request, reply) => {
+    const user = await currentUser(request);
+    return reply.view('home', { title: 'Speedgate', user, issuer: app.speedgate.config.issuer });
+  });
+
+  app.get('/static/app.css', async (_request, reply) => {
+    return reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(STYLESHEET);
+  });
+}

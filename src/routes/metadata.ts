@@ -1,0 +1,43 @@
+import type { FastifyInstance } from 'fastify';
+import { GRANT_TYPES } from '../oauth/clients.ts';
+import { apiResource } from '../oauth/context.ts';
+
+/** RFC 8414 authorization server metadata, RFC 9728 resource metadata and the JWKS. */
+export default async function metadataRoutes(app: FastifyInstance): Promise<void> {
+  const { config, scopes, keys } = app.speedgate;
+  const issuer = config.issuer;
+
+  const serverMetadata = {
+    issuer,
+    token_endpoint: `${issuer}/o/token/`,
+    device_authorization_endpoint: `${issuer}/o/device-authorization/`,
+    jwks_uri: `${issuer}/.well-known/jwks.json`,
+    scopes_supported: scopes.grantableNames(),
+    grant_types_supported: [GRANT_TYPES.deviceCode, GRANT_TYPES.refreshToken],
+    token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
+    code_challenge_methods_supported: ['S256'],
+    service_documentation: `${issuer}/`,
+  };
+
+  const resourceMetadata = {
+    resource: apiResource(config),
+    authorization_servers: [issuer],
+    scopes_supported: scopes.grantableNames(),
+    bearer_methods_supported: ['header'],
+    resource_name: 'Speedgate demo API',
+  };
+
+  app.get('/.well-known/oauth-authorization-server', async (_request, reply) => {
+    return reply.header('cache-control', 'public, max-age=3600').send(serverMetadata);
+  });
+
+  for (const path of ['/.well-known/oauth-protected-resource', '/.well-known/oauth-protected-resource/api/v1']) {
+    app.get(path, async (_request, reply) => {
+      return reply.header('cache-control', 'public, max-age=3600').send(resourceMetadata);
+    });
+  }
+
+  app.get('/.well-known/jwks.json', async (_request, reply) => {
+    return reply.header('cache-control', 'public, max-age=300').send(keys.jwks());
+  });
+}
