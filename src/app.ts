@@ -16,6 +16,8 @@ import { randomToken } from './oauth/secrets.ts';
 import { registerErrorHandler } from './plugins/errors.ts';
 import accountRoutes from './routes/accounts.ts';
 import apiRoutes from './routes/api.ts';
+import applicationRoutes from './routes/applications.ts';
+import authorizeRoutes from './routes/authorize.ts';
 import devicePageRoutes from './routes/device-page.ts';
 import homeRoutes from './routes/home.ts';
 import metadataRoutes from './routes/metadata.ts';
@@ -102,6 +104,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(oauthRoutes);
   await app.register(accountRoutes);
   await app.register(devicePageRoutes);
+  await app.register(authorizeRoutes);
+  await app.register(applicationRoutes);
   await app.register(apiRoutes);
   return app;
 }

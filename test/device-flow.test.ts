@@ -10,7 +10,8 @@ async function postForm(url: string, fields: Record<string, string>) {
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams(fields).toString(),
   });
-  return { status: response.status, headers: response.headers, body: await response.json() };
+  const body = (await response.json()) as Record<string, string>;
+  return { status: response.status, headers: response.headers, body };
 }
 
 t.test('device flow issues tokens after approval', async (t) => {
@@ -48,7 +49,7 @@ t.test('device flow issues tokens after approval', async (t) => {
 
   const me = await fetch(`${server.url}/api/v1/me/`, { headers: { authorization: `Bearer ${issued.body.access_token}` } });
   t.equal(me.status, 200);
-  t.equal((await me.json()).email, 'ada@example.com');
+  t.equal(((await me.json()) as { email: string }).email, 'ada@example.com');
 
   server.clock.advance(6);
   const replay = await postForm(`${server.url}/o/token/`, grant);

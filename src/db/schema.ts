@@ -73,6 +73,7 @@ export interface RefreshTokensTable {
   expires_at: Timestamp;
   rotated_at: Timestamp | null;
   revoked_at: Timestamp | null;
+  successor_response: string | null;
 }
 
 export type DeviceCodeStatus = 'pending' | 'approved' | 'denied' | 'consumed';
@@ -92,6 +93,30 @@ export interface DeviceCodesTable {
   requester_user_agent: string | null;
   created_at: Timestamp;
   expires_at: Timestamp;
+}
+
+export interface AuthorizationCodesTable {
+  id: string;
+  code_hash: string;
+  client_id: string;
+  user_id: string;
+  redirect_uri: string;
+  redirect_uri_sent: boolean;
+  scope: string;
+  resource: string;
+  code_challenge: string;
+  grant_id: string | null;
+  created_at: Timestamp;
+  expires_at: Timestamp;
+  consumed_at: Timestamp | null;
+}
+
+export interface ConsentsTable {
+  user_id: string;
+  client_id: string;
+  scope: string;
+  created_at: Timestamp;
+  updated_at: Timestamp;
 }
 
 export interface RateLimitsTable {
@@ -138,6 +163,8 @@ export interface Database {
   grants: GrantsTable;
   refresh_tokens: RefreshTokensTable;
   device_codes: DeviceCodesTable;
+  authorization_codes: AuthorizationCodesTable;
+  consents: ConsentsTable;
   rate_limits: RateLimitsTable;
   teams: TeamsTable;
   team_members: TeamMembersTable;

@@ -10,6 +10,8 @@ export type OAuthErrorCode =
   | 'invalid_scope'
   | 'invalid_target'
   | 'access_denied'
+  | 'login_required'
+  | 'consent_required'
   | 'authorization_pending'
   | 'slow_down'
   | 'expired_token'

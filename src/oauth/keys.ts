@@ -86,10 +86,11 @@ export class SigningKeys {
   }
 
   /**
-   * Verifies an access token's signature, type, issuer and audience.
+   * Verifies an access token's signature, type, issuer, expiry and audience
+   * (any audience when `audience` is undefined).
    * A token signed by a key this node has not loaded yet triggers one reload.
    */
-  async verifyAccessToken(token: string, issuer: string, audience: string, now: Date): Promise<JWTPayload> {
+  async verifyAccessToken(token: string, issuer: string, audience: string | undefined, now: Date): Promise<JWTPayload> {
     const options = { issuer, audience, typ: 'at+jwt', algorithms: [ALGORITHM], currentDate: now };
     try {
       const { payload } = await jwtVerify(token, this.#verifyKey, options);

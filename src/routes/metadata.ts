@@ -9,13 +9,21 @@ export default async function metadataRoutes(app: FastifyInstance): Promise<void
 
   const serverMetadata = {
     issuer,
+    authorization_endpoint: `${issuer}/o/authorize/`,
     token_endpoint: `${issuer}/o/token/`,
     device_authorization_endpoint: `${issuer}/o/device-authorization/`,
+    revocation_endpoint: `${issuer}/o/revoke_token/`,
+    introspection_endpoint: `${issuer}/o/introspect/`,
     jwks_uri: `${issuer}/.well-known/jwks.json`,
     scopes_supported: scopes.grantableNames(),
-    grant_types_supported: [GRANT_TYPES.deviceCode, GRANT_TYPES.refreshToken],
+    response_types_supported: ['code'],
+    response_modes_supported: ['query'],
+    grant_types_supported: Object.values(GRANT_TYPES),
     token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
+    revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
+    introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
     code_challenge_methods_supported: ['S256'],
+    authorization_response_iss_parameter_supported: true,
     service_documentation: `${issuer}/`,
   };
 

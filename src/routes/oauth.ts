@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { authenticateClient } from '../oauth/client-auth.ts';
 import { startDeviceAuthorization } from '../oauth/device-codes.ts';
+import { introspectToken } from '../oauth/introspection.ts';
+import { revokeToken } from '../oauth/revocation.ts';
 import { readParameters } from '../oauth/parameters.ts';
 import { handleTokenRequest } from '../oauth/token-endpoint.ts';
 
@@ -13,7 +15,7 @@ function requester(request: FastifyRequest) {
   return { ip: request.ip, userAgent: request.headers['user-agent'] };
 }
 
-/** The token endpoint and the device authorization endpoint. */
+/** The token, device authorization, revocation and introspection endpoints. */
 export default async function oauthRoutes(app: FastifyInstance): Promise<void> {
   const context = app.speedgate;
 
@@ -30,5 +32,20 @@ export default async function oauthRoutes(app: FastifyInstance): Promise<void> {
 
     request.log.info({ clientId: client.id }, 'device authorization started');
     return noStore(reply).send(response);
+  });
+
+  app.post('/o/revoke_token/', async (request, reply) => {
+    const parameters = readParameters(request.body);
+    const client = await authenticateClient(context.db, parameters, request.headers.authorization);
+    const revoked = await revokeToken(context, client, parameters);
+
+    if (revoked) request.log.info({ event: 'token_revoked', clientId: client.id }, 'token revoked');
+    return noStore(reply).status(200).send();
+  });
+
+  app.post('/o/introspect/', async (request, reply) => {
+    const parameters = readParameters(request.body);
+    const client = await authenticateClient(context.db, parameters, request.headers.authorization);
+    return noStore(reply).send(await introspectToken(context, client, parameters));
   });
 }

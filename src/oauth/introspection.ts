@@ -1,0 +1,68 @@
+import type { Client } from '../db/schema.ts';
+import type { OAuthContext } from './context.ts';
+import { OAuthError } from './errors.ts';
+import { requireParameters, type Parameters } from './parameters.ts';
+import { findToken } from './token-lookup.ts';
+
+/** An RFC 7662 section 2.2 introspection response. */
+export type IntrospectionResponse =
+  | { active: false }
+  | {
+      active: true;
+      token_type: 'Bearer' | 'refresh_token';
+      scope: string;
+      client_id: string;
+      sub: string;
+      iss: string;
+      aud?: string;
+      exp: number;
+      iat: number;
+      jti?: string;
+    };
+
+const seconds = (date: Date) => Math.floor(date.getTime() / 1000);
+
+/**
+ * Describes a token to a confidential client, typically a resource server.
+ * Revoked, expired, rotated and unknown tokens are all just inactive.
+ */
+export async function introspectToken(context: OAuthContext, client: Client, parameters: Parameters): Promise<IntrospectionResponse> {
+  if (client.secret_hash === null) {
+    throw new OAuthError('invalid_client', 'Introspection requires a confidential client', { status: 401 });
+  }
+  requireParameters(parameters, ['token']);
+
+  const { config } = context;
+  const found = await findToken(context, parameters.token);
+  if (found === undefined || found.grant.revoked_at !== null) return { active: false };
+
+  const sub = found.grant.user_id ?? found.grant.client_id;
+  if (found.kind === 'access_token') {
+    const { claims } = found;
+    return {
+      active: true,
+      token_type: 'Bearer',
+      scope: String(claims.scope),
+      client_id: found.grant.client_id,
+      sub,
+      iss: config.issuer,
+      aud: typeof claims.aud === 'string' ? claims.aud : found.grant.resource,
+      exp: Number(claims.exp),
+      iat: Number(claims.iat),
+      jti: claims.jti,
+    };
+  }
+
+  const { token } = found;
+  if (token.revoked_at !== null || token.rotated_at !== null || token.expires_at <= config.now()) return { active: false };
+  return {
+    active: true,
+    token_type: 'refresh_token',
+    scope: token.scope,
+    client_id: found.grant.client_id,
+    sub,
+    iss: config.issuer,
+    exp: seconds(token.expires_at),
+    iat: seconds(token.created_at),
+  };
+}
