@@ -23,6 +23,8 @@ export interface Config {
   extraScopes: ScopeDefinition[];
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
+  /** How long a client may retry a refresh and get the same result, in seconds. */
+  refreshGraceSeconds: number;
   sessionTtlSeconds: number;
   deviceCodeTtlSeconds: number;
   /** The minimum poll interval first given to a device client (RFC 8628 section 3.2). */
@@ -150,6 +152,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     extraScopes: readScopesFile(env),
     accessTokenTtlSeconds: readInteger(env, 'ACCESS_TOKEN_TTL', 3600, 60, 86400),
     refreshTokenTtlSeconds: readInteger(env, 'REFRESH_TOKEN_TTL', 30 * 86400, 3600, 365 * 86400),
+    refreshGraceSeconds: readInteger(env, 'REFRESH_GRACE_PERIOD', 60, 0, 600),
     sessionTtlSeconds: readInteger(env, 'SESSION_TTL', 14 * 86400, 300, 365 * 86400),
     deviceCodeTtlSeconds: readInteger(env, 'DEVICE_CODE_TTL', 900, 60, 3600),
     deviceCodeIntervalSeconds: readInteger(env, 'DEVICE_CODE_INTERVAL', 5, 1, 60),

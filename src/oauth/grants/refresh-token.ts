@@ -1,11 +1,15 @@
-import type { Client } from '../../db/schema.ts';
+import type { Selectable, Transaction } from 'kysely';
+import type { Client, Database, RefreshTokensTable } from '../../db/schema.ts';
 import { GRANT_TYPES } from '../clients.ts';
 import type { OAuthContext } from '../context.ts';
 import { OAuthError } from '../errors.ts';
 import type { Parameters } from '../parameters.ts';
+import { openResponse, sealResponse } from '../sealed-response.ts';
 import { sha256Hex } from '../secrets.ts';
-import { issueTokens, revokeGrant } from '../tokens.ts';
+import { issueTokens, revokeGrant, type TokenResponse } from '../tokens.ts';
 import { unwrapOutcome, type GrantHandler, type GrantOutcome } from './types.ts';
+
+type RefreshToken = Selectable<RefreshTokensTable>;
 
 function narrowScope(context: OAuthContext, granted: string, requested: string | undefined): string {
   if (requested === undefined) return granted;
@@ -20,15 +24,44 @@ function narrowScope(context: OAuthContext, granted: string, requested: string |
   return names.join(' ');
 }
 
+/**
+ * Returns the response a rotation already produced when the same token comes
+ * back inside the grace window (a lost response, two tabs) and its successor
+ * is still unused. Returns undefined when the retry must count as reuse.
+ */
+async function findRetryResponse(
+  trx: Transaction<Database>,
+  context: OAuthContext,
+  token: RefreshToken,
+  raw: string,
+): Promise<TokenResponse | undefined> {
+  const { config } = context;
+  if (token.rotated_at === null || token.successor_response === null) return undefined;
+  if (config.now().getTime() - token.rotated_at.getTime() > config.refreshGraceSeconds * 1000) return undefined;
+
+  const response = openResponse<TokenResponse>(token.successor_response, raw, token.id);
+  if (response?.refresh_token === undefined) return undefined;
+
+  const successor = await trx
+    .selectFrom('refresh_tokens')
+    .select(['rotated_at', 'revoked_at'])
+    .where('token_hash', '=', sha256Hex(response.refresh_token))
+    .executeTakeFirst();
+  const unused = successor !== undefined && successor.rotated_at === null && successor.revoked_at === null;
+  return unused ? response : undefined;
+}
+
 async function rotateRefreshToken(context: OAuthContext, client: Client, parameters: Parameters): Promise<GrantOutcome> {
   const now = context.config.now();
+  const raw = parameters.refresh_token;
   const invalid = new OAuthError('invalid_grant', 'The refresh_token is invalid, expired or revoked');
 
   return context.db.transaction().execute(async (trx): Promise<GrantOutcome> => {
+    // The row lock makes concurrent refreshes of one token take turns: the first rotates, the rest retry.
     const token = await trx
       .selectFrom('refresh_tokens')
       .selectAll()
-      .where('token_hash', '=', sha256Hex(parameters.refresh_token))
+      .where('token_hash', '=', sha256Hex(raw))
       .forUpdate()
       .executeTakeFirst();
     if (token === undefined) return { error: invalid };
@@ -37,16 +70,24 @@ async function rotateRefreshToken(context: OAuthContext, client: Client, paramet
     if (grant.client_id !== client.id) return { error: invalid };
     if (grant.revoked_at !== null || token.revoked_at !== null) return { error: invalid };
 
-    // A rotated token coming back means two parties hold the family: end it (RFC 9700 section 4.14.2).
     if (token.rotated_at !== null) {
+      const retry = await findRetryResponse(trx, context, token, raw);
+      if (retry !== undefined) return { response: retry };
+
+      // A rotated token coming back after the grace window means two parties hold the family: end it.
       await revokeGrant(trx, grant.id, now);
       return { error: invalid };
     }
     if (token.expires_at <= now) return { error: invalid };
 
     const scope = narrowScope(context, token.scope, parameters.scope);
-    await trx.updateTable('refresh_tokens').set({ rotated_at: now }).where('id', '=', token.id).execute();
-    return { response: await issueTokens(trx, context, grant, scope, true) };
+    const response = await issueTokens(trx, context, grant, scope, true);
+    await trx
+      .updateTable('refresh_tokens')
+      .set({ rotated_at: now, successor_response: sealResponse(response, raw, token.id) })
+      .where('id', '=', token.id)
+      .execute();
+    return { response };
   });
 }
 
