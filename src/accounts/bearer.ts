@@ -1,7 +1,7 @@
 import type { OAuthContext } from '../oauth/context.ts';
 import { apiResource } from '../oauth/context.ts';
 
-/** Who an API request acts for, from a verified access token. */
+/** The user and client an API request acts for, from a verified access token. */
 export interface Principal {
   userId: string | null;
   clientId: string;

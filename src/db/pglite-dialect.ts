@@ -18,7 +18,7 @@ import {
  * A Kysely dialect for PGlite, the embedded PostgreSQL build.
  *
  * PGlite has one connection, so this driver hands it to one caller at a time:
- * a transaction holds it until commit or rollback. Code inside a transaction
+ * a transaction keeps it until commit or rollback. Code inside a transaction
  * must therefore use the transaction object, never the outer `db`, or it waits
  * for itself.
  */

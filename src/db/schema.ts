@@ -26,7 +26,7 @@ export interface SessionsTable {
   user_agent: string | null;
 }
 
-/** How a client came to exist: by an operator command or page, or by RFC 7591 registration. */
+/** Origin of a client: an operator command or page, or RFC 7591 dynamic registration. */
 export type RegistrationType = 'operator' | 'dynamic';
 
 export interface ClientsTable {

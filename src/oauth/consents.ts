@@ -11,7 +11,7 @@ export const AUTHORIZATION_CODE_TTL_SECONDS = 60;
 
 type Executor = Kysely<Database> | Transaction<Database>;
 
-/** The scopes a user has already approved for a client. */
+/** Returns the scopes a user has already approved for a client. */
 export async function findConsentedScopes(db: Executor, userId: string, clientId: string): Promise<string[]> {
   const row = await db
     .selectFrom('consents')

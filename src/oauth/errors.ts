@@ -51,7 +51,7 @@ export class OAuthError extends Error {
     this.headers = options.headers ?? {};
   }
 
-  /** The JSON body of an RFC 6749 section 5.2 error response. */
+  /** Returns the JSON body of an RFC 6749 section 5.2 error response. */
   toJSON(): { error: OAuthErrorCode; error_description?: string } {
     if (this.status >= 500) return { error: 'server_error' };
     return { error: this.code, error_description: this.description };

@@ -70,7 +70,7 @@ export class SigningKeys {
     this.#loadedAt = Date.now();
   }
 
-  /** The public keys, current and retiring, as served at `/.well-known/jwks.json`. */
+  /** Returns the public keys, current and retiring, as served at `/.well-known/jwks.json`. */
   jwks(): JSONWebKeySet {
     return this.#jwks;
   }

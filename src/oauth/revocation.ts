@@ -8,7 +8,7 @@ import { revokeGrant } from './tokens.ts';
  * Revokes a token for the client it was issued to (RFC 7009). Revoking either
  * kind ends the whole authorization, refresh and access tokens together, as
  * section 2.1 permits. An unknown token, or another client's, changes
- * nothing and gets the same empty 200, so the answer reveals nothing.
+ * nothing and gets the same empty 200, so the response reveals nothing.
  */
 export async function revokeToken(context: OAuthContext, client: Client, parameters: Parameters): Promise<boolean> {
   requireParameters(parameters, ['token']);

@@ -43,8 +43,8 @@ async function sendError(request: FastifyRequest, reply: FastifyReply, error: OA
 }
 
 /**
- * Answers every failure in the RFC's terms: an OAuthError as its JSON body (or
- * an error page for browser routes); anything unexpected as a bare
+ * Sends every failure in the RFC's terms: an OAuthError as its JSON body, or
+ * as an error page on browser routes. Anything unexpected becomes a bare
  * `server_error`, with the stack only in the log.
  */
 export function registerErrorHandler(app: FastifyInstance): void {

@@ -23,7 +23,7 @@ function sendApiError(reply: FastifyReply, status: number, error: string, descri
   return reply.status(status).send({ error, error_description: description });
 }
 
-/** The demo API: each route is guarded by one scope from the registry. */
+/** Registers the demo API, each route guarded by one scope from the registry. */
 export default async function apiRoutes(app: FastifyInstance): Promise<void> {
   const { db, config } = app.speedgate;
 

@@ -34,7 +34,7 @@ function pickAuthorizationParameters(form: Parameters): Parameters {
   return picked;
 }
 
-/** Where the consent form may send the browser: this server, and the client's redirect target. */
+/** Builds the consent page's Content-Security-Policy, whose form-action admits this server and the client's redirect target. */
 function consentPagePolicy(redirectUri: string): string {
   const url = new URL(redirectUri);
   const target = url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : url.protocol;
@@ -55,13 +55,13 @@ function describeRedirectTarget(redirectUri: string): string {
   return url.protocol === 'http:' || url.protocol === 'https:' ? url.host : `${url.protocol}//`;
 }
 
-/** The authorization endpoint (RFC 6749 section 3.1) and its consent page. */
+/** Registers the authorization endpoint (RFC 6749 section 3.1) and its consent page. */
 export default async function authorizeRoutes(app: FastifyInstance): Promise<void> {
   const context = app.speedgate;
   const { config, scopes } = context;
 
   function redirectWith(reply: FastifyReply, request: AuthorizationRequest | AuthorizationRedirectError, parameters: Record<string, string | undefined>) {
-    // RFC 9207: iss tells the client which server answered, against mix-up attacks.
+    // RFC 9207: iss names the server that sent the response, which defeats mix-up attacks.
     const location = buildRedirect(request.redirectUri, { ...parameters, state: request.state, iss: config.issuer });
     return reply.header('cache-control', 'no-store').redirect(location, 303);
   }

@@ -4,7 +4,7 @@ import { currentUser } from './web.ts';
 
 const STYLESHEET = readFileSync(new URL('../../public/app.css', import.meta.url), 'utf8');
 
-/** The landing page and the stylesheet every page links. */
+/** Registers the landing page and the stylesheet that every page links. */
 export default async function homeRoutes(app: FastifyInstance): Promise<void> {
   app.get('/', async (request, reply) => {
     const user = await currentUser(request);

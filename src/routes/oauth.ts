@@ -15,7 +15,7 @@ function requester(request: FastifyRequest) {
   return { ip: request.ip, userAgent: request.headers['user-agent'] };
 }
 
-/** The token, device authorization, revocation and introspection endpoints. */
+/** Registers the token, device authorization, revocation and introspection endpoints. */
 export default async function oauthRoutes(app: FastifyInstance): Promise<void> {
   const context = app.speedgate;
 

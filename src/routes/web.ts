@@ -13,7 +13,7 @@ function secureCookies(request: FastifyRequest): boolean {
   return request.server.speedgate.config.issuer.startsWith('https:');
 }
 
-/** The session cookie's name: `__Host-` under https, so no subdomain can set or read it. */
+/** Returns the session cookie's name, prefixed `__Host-` under https so no subdomain can set or read it. */
 export function sessionCookieName(request: FastifyRequest): string {
   return secureCookies(request) ? '__Host-sg_session' : 'sg_session';
 }
@@ -41,7 +41,7 @@ export function readSessionId(request: FastifyRequest): string | undefined {
   return readSignedCookie(request, sessionCookieName(request));
 }
 
-/** The signed-in user of this request, looked up once per request. */
+/** Returns the signed-in user of this request, looked up once per request. */
 export function currentUser(request: FastifyRequest): Promise<User | undefined> {
   let loaded = loadedUsers.get(request);
   if (loaded === undefined) {

@@ -11,7 +11,7 @@ import type { GrantHandler } from './types.ts';
 const ORIGIN = 'client_credentials';
 
 /**
- * A client's own tokens share one authorization per client and resource, so
+ * Issues a client's own access token. These tokens share one authorization per client and resource, so
  * token requests add no rows, and revoking one token stops them all.
  */
 async function issueClientToken(context: OAuthContext, client: Client, parameters: Parameters) {
