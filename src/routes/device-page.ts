@@ -15,11 +15,13 @@ type Lookup = { row: DeviceCode } | { error: string; status: number };
 
 function describeAge(from: Date, now: Date): string {
   const seconds = Math.max(0, Math.round((now.getTime() - from.getTime()) / 1000));
-  if (seconds < 60) return `${seconds} seconds ago`;
-  return `${Math.round(seconds / 60)} minutes ago`;
+  if (seconds < 60) return seconds === 1 ? '1 second ago' : `${seconds} seconds ago`;
+
+  const minutes = Math.round(seconds / 60);
+  return minutes === 1 ? '1 minute ago' : `${minutes} minutes ago`;
 }
 
-/** The RFC 8628 verification page: enter a user code, review the request, approve or deny. */
+/** Registers the RFC 8628 verification page, where a user enters a code, reviews the request and approves or denies it. */
 export default async function devicePageRoutes(app: FastifyInstance): Promise<void> {
   const context = app.speedgate;
   const { db, config, scopes } = context;
