@@ -6,16 +6,19 @@ import helmet from '@fastify/helmet';
 import view from '@fastify/view';
 import { Eta } from 'eta';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { LastUsedRecorder } from './accounts/last-used.ts';
 import type { Config } from './config.ts';
 import type { ServerContext } from './context.ts';
 import { migrateToLatest, openDatabase } from './db/database.ts';
 import { loadOrCreateSetting } from './db/settings.ts';
 import { SigningKeys } from './oauth/keys.ts';
+import { parseFormBody } from './oauth/parameters.ts';
 import { ScopeRegistry } from './oauth/scopes.ts';
 import { randomToken } from './oauth/secrets.ts';
 import { registerErrorHandler } from './plugins/errors.ts';
 import accountRoutes from './routes/accounts.ts';
 import apiRoutes from './routes/api.ts';
+import personalAccessTokenRoutes from './routes/personal-access-tokens.ts';
 import applicationRoutes from './routes/applications.ts';
 import authorizeRoutes from './routes/authorize.ts';
 import devicePageRoutes from './routes/device-page.ts';
@@ -62,22 +65,31 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   });
 
   const { db, kind } = await openDatabase(config);
-  app.addHook('onClose', async () => db.destroy());
+  let context: ServerContext;
+  try {
+    const applied = await migrateToLatest(db);
+    for (const migration of applied) app.log.info({ migration: migration.migrationName }, 'applied migration');
 
-  const applied = await migrateToLatest(db);
-  for (const migration of applied) app.log.info({ migration: migration.migrationName }, 'applied migration');
-
-  const context: ServerContext = {
-    db,
-    config,
-    databaseKind: kind,
-    keys: await SigningKeys.load(db, config.now()),
-    scopes: new ScopeRegistry(config.extraScopes),
-    cookieSecret: await loadOrCreateSetting(db, 'cookie_secret', () => randomToken(32)),
-  };
+    context = {
+      db,
+      config,
+      databaseKind: kind,
+      keys: await SigningKeys.load(db, config.now()),
+      scopes: new ScopeRegistry(config.extraScopes),
+      cookieSecret: await loadOrCreateSetting(db, 'cookie_secret', () => randomToken(32)),
+      lastUsed: new LastUsedRecorder(db, (error) => app.log.error({ err: error }, 'recording token use failed')),
+    };
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
   app.decorate('speedgate', context);
+  app.addHook('onClose', async () => {
+    await context.lastUsed.close();
+    await db.destroy();
+  });
 
-  await app.register(formbody);
+  await app.register(formbody, { parser: parseFormBody });
   await app.register(cookie, { secret: context.cookieSecret });
   await app.register(helmet, {
     contentSecurityPolicy: {
@@ -106,6 +118,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(devicePageRoutes);
   await app.register(authorizeRoutes);
   await app.register(applicationRoutes);
+  await app.register(personalAccessTokenRoutes);
   await app.register(apiRoutes);
   return app;
 }

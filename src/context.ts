@@ -1,3 +1,4 @@
+import type { LastUsedRecorder } from './accounts/last-used.ts';
 import type { DatabaseKind } from './db/database.ts';
 import type { OAuthContext } from './oauth/context.ts';
 
@@ -6,6 +7,8 @@ export interface ServerContext extends OAuthContext {
   databaseKind: DatabaseKind;
   /** Key for cookie signatures and CSRF tokens, shared by all nodes through the database. */
   cookieSecret: string;
+  /** Buffered "last used" records of personal access tokens. */
+  lastUsed: LastUsedRecorder;
 }
 
 declare module 'fastify' {

@@ -119,6 +119,25 @@ export interface ConsentsTable {
   updated_at: Timestamp;
 }
 
+export interface PersonalAccessTokensTable {
+  id: string;
+  user_id: string;
+  name: string;
+  token_hash: string;
+  display_prefix: string;
+  scope: string;
+  created_at: Timestamp;
+  expires_at: Timestamp | null;
+  revoked_at: Timestamp | null;
+  /** `user` when the owner revoked it, `leak_report` when someone reported it leaked. */
+  revoked_reason: string | null;
+  /** Where a leak report said the token was found, such as a URL. */
+  leak_source: string | null;
+  last_used_at: Timestamp | null;
+  last_used_ip: string | null;
+  last_used_user_agent: string | null;
+}
+
 export interface RateLimitsTable {
   key: string;
   count: number;
@@ -165,6 +184,7 @@ export interface Database {
   device_codes: DeviceCodesTable;
   authorization_codes: AuthorizationCodesTable;
   consents: ConsentsTable;
+  personal_access_tokens: PersonalAccessTokensTable;
   rate_limits: RateLimitsTable;
   teams: TeamsTable;
   team_members: TeamMembersTable;
@@ -177,3 +197,4 @@ export type Client = Selectable<ClientsTable>;
 export type NewClient = Insertable<ClientsTable>;
 export type Grant = Selectable<GrantsTable>;
 export type DeviceCode = Selectable<DeviceCodesTable>;
+export type PersonalAccessToken = Selectable<PersonalAccessTokensTable>;

@@ -10,27 +10,41 @@ export type IntrospectionResponse =
   | {
       active: true;
       token_type: 'Bearer' | 'refresh_token';
+      /** Which kind of Speedgate token this is; PATs and access tokens are both sent as Bearer. */
+      token_kind?: 'access_token' | 'refresh_token' | 'personal_access_token';
       scope: string;
       client_id: string;
       sub: string;
       iss: string;
       aud?: string;
-      exp: number;
+      exp?: number;
       iat: number;
       jti?: string;
     };
 
 const seconds = (date: Date) => Math.floor(date.getTime() / 1000);
 
+/** Describes token kinds that the protocol core does not issue, such as personal access tokens. */
+export type ExtraIntrospection = (raw: string) => Promise<IntrospectionResponse | undefined>;
+
 /**
  * Describes a token to a confidential client, typically a resource server.
  * Revoked, expired, rotated and unknown tokens are all just inactive.
+ * `extra` is asked first and its answer used when it returns one.
  */
-export async function introspectToken(context: OAuthContext, client: Client, parameters: Parameters): Promise<IntrospectionResponse> {
+export async function introspectToken(
+  context: OAuthContext,
+  client: Client,
+  parameters: Parameters,
+  extra?: ExtraIntrospection,
+): Promise<IntrospectionResponse> {
   if (client.secret_hash === null) {
     throw new OAuthError('invalid_client', 'Introspection requires a confidential client', { status: 401 });
   }
   requireParameters(parameters, ['token']);
+
+  const described = await extra?.(parameters.token);
+  if (described !== undefined) return described;
 
   const { config } = context;
   const found = await findToken(context, parameters.token);
@@ -42,6 +56,7 @@ export async function introspectToken(context: OAuthContext, client: Client, par
     return {
       active: true,
       token_type: 'Bearer',
+      token_kind: 'access_token',
       scope: String(claims.scope),
       client_id: found.grant.client_id,
       sub,
@@ -58,6 +73,7 @@ export async function introspectToken(context: OAuthContext, client: Client, par
   return {
     active: true,
     token_type: 'refresh_token',
+    token_kind: 'refresh_token',
     scope: token.scope,
     client_id: found.grant.client_id,
     sub,

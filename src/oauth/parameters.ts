@@ -5,6 +5,26 @@ export const MAX_PARAMETER_LENGTH = 4096;
 
 export type Parameters = Record<string, string>;
 
+const INVALID_CHARACTERS = /[\uFFFD\u0000-\u001f\u007f]/;
+
+/**
+ * Decodes an application/x-www-form-urlencoded body as the WHATWG URL standard
+ * does. A repeated name becomes an array, for readParameters to reject. A
+ * percent-encoded byte sequence that is not UTF-8, such as `%FF`, decodes to
+ * U+FFFD, which readParameters rejects, where `fast-querystring` (the
+ * `@fastify/formbody` default) would keep the raw `%FF` text.
+ */
+export function parseFormBody(body: string): Record<string, string | string[]> {
+  const parsed: Record<string, string | string[]> = Object.create(null);
+  for (const [name, value] of new URLSearchParams(body)) {
+    const previous = parsed[name];
+    if (previous === undefined) parsed[name] = value;
+    else if (Array.isArray(previous)) previous.push(value);
+    else parsed[name] = [previous, value];
+  }
+  return parsed;
+}
+
 /**
  * Validates a parsed form or JSON body as OAuth parameters: an object of
  * single string values. RFC 6749 section 3.2 forbids repeating a parameter,
@@ -19,6 +39,9 @@ export function readParameters(body: unknown): Parameters {
 
   const parameters: Parameters = {};
   for (const [name, value] of Object.entries(body as Record<string, unknown>)) {
+    if (INVALID_CHARACTERS.test(name)) {
+      throw invalidRequest('A parameter name contains invalid UTF-8 or control characters');
+    }
     if (Array.isArray(value)) {
       throw invalidRequest(`The parameter ${name} must not be repeated`);
     }
@@ -28,7 +51,7 @@ export function readParameters(body: unknown): Parameters {
     if (value.length > MAX_PARAMETER_LENGTH) {
       throw invalidRequest(`The parameter ${name} is longer than ${MAX_PARAMETER_LENGTH} characters`);
     }
-    if (value.includes('\uFFFD') || /[\u0000-\u001f\u007f]/.test(value)) {
+    if (INVALID_CHARACTERS.test(value)) {
       throw invalidRequest(`The parameter ${name} contains invalid UTF-8 or control characters`);
     }
     if (value !== '') parameters[name] = value;

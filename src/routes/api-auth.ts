@@ -38,7 +38,8 @@ function sendUnauthorized(request: FastifyRequest, reply: FastifyReply, error: s
  */
 export function requireScopes(...needed: string[]): preValidationAsyncHookHandler {
   return async function checkBearer(request, reply) {
-    const result = await authenticateBearer(request.server.speedgate, request.headers.authorization);
+    const requester = { ip: request.ip, userAgent: request.headers['user-agent'] };
+    const result = await authenticateBearer(request.server.speedgate, request.headers.authorization, requester);
     if (!result.ok) return sendUnauthorized(request, reply, result.error, result.description);
 
     const granted = new Set(result.principal.scope.split(' '));

@@ -3,8 +3,9 @@ import type { FastifyInstance } from 'fastify';
 import { currentUser } from './web.ts';
 
 const STYLESHEET = readFileSync(new URL('../../public/app.css', import.meta.url), 'utf8');
+const COPY_SCRIPT = readFileSync(new URL('../../public/copy.js', import.meta.url), 'utf8');
 
-/** Registers the landing page and the stylesheet that every page links. */
+/** Registers the landing page, the stylesheet that every page links and the copy-button script. */
 export default async function homeRoutes(app: FastifyInstance): Promise<void> {
   app.get('/', async (request, reply) => {
     const user = await currentUser(request);
@@ -13,5 +14,9 @@ export default async function homeRoutes(app: FastifyInstance): Promise<void> {
 
   app.get('/static/app.css', async (_request, reply) => {
     return reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(STYLESHEET);
+  });
+
+  app.get('/static/copy.js', async (_request, reply) => {
+    return reply.type('text/javascript; charset=utf-8').header('cache-control', 'public, max-age=3600').send(COPY_SCRIPT);
   });
 }

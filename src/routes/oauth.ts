@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { introspectPat } from '../accounts/personal-access-tokens.ts';
 import { authenticateClient } from '../oauth/client-auth.ts';
 import { startDeviceAuthorization } from '../oauth/device-codes.ts';
+import { invalidRequest } from '../oauth/errors.ts';
 import { introspectToken } from '../oauth/introspection.ts';
 import { revokeToken } from '../oauth/revocation.ts';
 import { readParameters } from '../oauth/parameters.ts';
@@ -11,6 +13,23 @@ function noStore(reply: FastifyReply): FastifyReply {
   return reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
 }
 
+const FORM_MEDIA_TYPE = 'application/x-www-form-urlencoded';
+
+/**
+ * Rejects a body that is not form-encoded (RFC 6749 section 3.2) with a 400
+ * invalid_request. It runs before Fastify parses the body, so JSON, text and
+ * unregistered types get the same answer. A POST without a body passes, to be
+ * rejected for its missing parameters.
+ */
+async function requireFormBody(request: FastifyRequest): Promise<void> {
+  const mediaType = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  if (mediaType === FORM_MEDIA_TYPE) return;
+
+  const hasBody = request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
+  if (mediaType === '' && !hasBody) return;
+  throw invalidRequest(`The Content-Type must be ${FORM_MEDIA_TYPE}`);
+}
+
 function requester(request: FastifyRequest) {
   return { ip: request.ip, userAgent: request.headers['user-agent'] };
 }
@@ -18,6 +37,7 @@ function requester(request: FastifyRequest) {
 /** Registers the token, device authorization, revocation and introspection endpoints. */
 export default async function oauthRoutes(app: FastifyInstance): Promise<void> {
   const context = app.speedgate;
+  app.addHook('onRequest', requireFormBody);
 
   app.post('/o/token/', async (request, reply) => {
     const parameters = readParameters(request.body);
@@ -46,6 +66,7 @@ export default async function oauthRoutes(app: FastifyInstance): Promise<void> {
   app.post('/o/introspect/', async (request, reply) => {
     const parameters = readParameters(request.body);
     const client = await authenticateClient(context.db, parameters, request.headers.authorization);
-    return noStore(reply).send(await introspectToken(context, client, parameters));
+    const describePat = (raw: string) => introspectPat(context.db, raw, context.config.issuer, context.config.now());
+    return noStore(reply).send(await introspectToken(context, client, parameters, describePat));
   });
 }

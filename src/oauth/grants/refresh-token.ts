@@ -6,7 +6,7 @@ import { OAuthError } from '../errors.ts';
 import type { Parameters } from '../parameters.ts';
 import { openResponse, sealResponse } from '../sealed-response.ts';
 import { sha256Hex } from '../secrets.ts';
-import { issueTokens, revokeGrant, type TokenResponse } from '../tokens.ts';
+import { createRefreshToken, issueTokens, revokeGrant, type TokenResponse } from '../tokens.ts';
 import { unwrapOutcome, type GrantHandler, type GrantOutcome } from './types.ts';
 
 type RefreshToken = Selectable<RefreshTokensTable>;
@@ -81,7 +81,10 @@ async function rotateRefreshToken(context: OAuthContext, client: Client, paramet
     if (token.expires_at <= now) return { error: invalid };
 
     const scope = narrowScope(context, token.scope, parameters.scope);
-    const response = await issueTokens(trx, context, grant, scope, true);
+    const response = await issueTokens(trx, context, grant, scope, false);
+    // RFC 6749 section 6: the new refresh token keeps the presented token's scope,
+    // so a narrowed request narrows only this access token.
+    response.refresh_token = await createRefreshToken(trx, context, grant, token.scope);
     await trx
       .updateTable('refresh_tokens')
       .set({ rotated_at: now, successor_response: sealResponse(response, raw, token.id) })
