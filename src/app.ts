@@ -10,8 +10,10 @@ import { LastUsedRecorder } from './accounts/last-used.ts';
 import type { Config } from './config.ts';
 import type { ServerContext } from './context.ts';
 import { migrateToLatest, openDatabase } from './db/database.ts';
+import { schedulePurge } from './maintenance.ts';
 import { loadOrCreateSetting } from './db/settings.ts';
 import { SigningKeys } from './oauth/keys.ts';
+import { MetadataDocumentClients } from './oauth/metadata-documents.ts';
 import { parseFormBody } from './oauth/parameters.ts';
 import { ScopeRegistry } from './oauth/scopes.ts';
 import { randomToken } from './oauth/secrets.ts';
@@ -19,6 +21,7 @@ import { registerErrorHandler } from './plugins/errors.ts';
 import accountRoutes from './routes/accounts.ts';
 import apiRoutes from './routes/api.ts';
 import personalAccessTokenRoutes from './routes/personal-access-tokens.ts';
+import registerRoutes from './routes/register.ts';
 import applicationRoutes from './routes/applications.ts';
 import authorizeRoutes from './routes/authorize.ts';
 import devicePageRoutes from './routes/device-page.ts';
@@ -70,12 +73,14 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     const applied = await migrateToLatest(db);
     for (const migration of applied) app.log.info({ migration: migration.migrationName }, 'applied migration');
 
+    const scopes = new ScopeRegistry(config.extraScopes);
     context = {
       db,
       config,
       databaseKind: kind,
       keys: await SigningKeys.load(db, config.now()),
-      scopes: new ScopeRegistry(config.extraScopes),
+      scopes,
+      metadataDocuments: new MetadataDocumentClients(db, config, scopes),
       cookieSecret: await loadOrCreateSetting(db, 'cookie_secret', () => randomToken(32)),
       lastUsed: new LastUsedRecorder(db, (error) => app.log.error({ err: error }, 'recording token use failed')),
     };
@@ -84,7 +89,9 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     throw error;
   }
   app.decorate('speedgate', context);
+  const stopPurge = schedulePurge(db, config, app.log);
   app.addHook('onClose', async () => {
+    stopPurge();
     await context.lastUsed.close();
     await db.destroy();
   });
@@ -119,6 +126,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(authorizeRoutes);
   await app.register(applicationRoutes);
   await app.register(personalAccessTokenRoutes);
+  await app.register(registerRoutes);
   await app.register(apiRoutes);
   return app;
 }

@@ -18,9 +18,19 @@ export interface Config {
   /** Folder of the embedded database, or `memory://` for a throwaway one. */
   dataDir: string;
   dcrEnabled: boolean;
+  /** A bearer token that RFC 7591 registration requests must carry, when set. */
+  dcrInitialAccessToken: string | undefined;
+  /** Registrations accepted per address per hour. */
+  dcrRateLimitPerHour: number;
+  /** Days after which a dynamically registered client that was never used is deleted. */
+  dcrUnusedClientDays: number;
+  /** Whether Client ID Metadata Documents may be fetched from loopback addresses, for local development. */
+  cimdAllowLoopback: boolean;
   production: boolean;
   logLevel: string;
   extraScopes: ScopeDefinition[];
+  /** Resource servers besides the demo API that may be named in RFC 8707 `resource`, such as an MCP server. */
+  extraResources: string[];
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
   /** How long a client may retry a refresh and get the same result, in seconds. */
@@ -131,6 +141,25 @@ function readScopesFile(env: Env): ScopeDefinition[] {
   });
 }
 
+function readResources(env: Env): string[] {
+  const raw = env.RESOURCES;
+  if (raw === undefined || raw.trim() === '') return [];
+
+  return raw.split(',').map((entry) => {
+    const value = entry.trim();
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      throw new ConfigError(`RESOURCES must be a comma-separated list of absolute URLs, got "${value}"`);
+    }
+    if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.hash !== '') {
+      throw new ConfigError(`RESOURCES entries must be http(s) URLs without a fragment, got "${value}"`);
+    }
+    return value;
+  });
+}
+
 /**
  * Parses and validates the server settings from environment variables.
  * Throws ConfigError naming the variable and the expected form.
@@ -147,9 +176,14 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     dataDir: env.DATA_DIR || './data',
     // Open registration is convenient while developing; production opts in.
     dcrEnabled: readBoolean(env, 'DCR_ENABLED', !production),
+    dcrInitialAccessToken: env.DCR_INITIAL_ACCESS_TOKEN || undefined,
+    dcrRateLimitPerHour: readInteger(env, 'DCR_RATE_LIMIT', 20, 1, 100_000),
+    dcrUnusedClientDays: readInteger(env, 'DCR_UNUSED_CLIENT_DAYS', 30, 1, 3650),
+    cimdAllowLoopback: readBoolean(env, 'CIMD_ALLOW_LOOPBACK', false),
     production,
     logLevel: env.LOG_LEVEL || 'info',
     extraScopes: readScopesFile(env),
+    extraResources: readResources(env),
     accessTokenTtlSeconds: readInteger(env, 'ACCESS_TOKEN_TTL', 3600, 60, 86400),
     refreshTokenTtlSeconds: readInteger(env, 'REFRESH_TOKEN_TTL', 30 * 86400, 3600, 365 * 86400),
     refreshGraceSeconds: readInteger(env, 'REFRESH_GRACE_PERIOD', 60, 0, 600),

@@ -1,5 +1,5 @@
 import type { OAuthContext } from '../oauth/context.ts';
-import { apiResource } from '../oauth/context.ts';
+import { knownResources } from '../oauth/resources.ts';
 import type { LastUsedRecorder } from './last-used.ts';
 import { PAT_PREFIX } from './pat-format.ts';
 import { findActivePat } from './personal-access-tokens.ts';
@@ -42,7 +42,9 @@ async function authenticateAccessToken(context: BearerContext, raw: string): Pro
   const { config, keys, db } = context;
   let payload;
   try {
-    payload = await keys.verifyAccessToken(raw, config.issuer, apiResource(config), config.now());
+    // The API accepts tokens for itself and for this whole host, never for another resource server.
+    const audiences = knownResources(config).slice(0, 2);
+    payload = await keys.verifyAccessToken(raw, config.issuer, audiences, config.now());
   } catch {
     return { ok: false, error: 'invalid_token', description: INVALID };
   }

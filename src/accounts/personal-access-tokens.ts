@@ -153,7 +153,6 @@ export async function introspectPat(
     token_type: 'Bearer',
     token_kind: 'personal_access_token',
     scope: row.scope,
-    client_id: '',
     sub: row.user_id,
     iss: issuer,
     iat: seconds(row.created_at),

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { GRANT_TYPES, registerClient } from '../oauth/clients.ts';
+import { GRANT_TYPES, registerClient, type TokenEndpointAuthMethod } from '../oauth/clients.ts';
 import { OAuthError } from '../oauth/errors.ts';
 import { ScopeRegistry } from '../oauth/scopes.ts';
 import { UsageError, runCommand } from './common.ts';
@@ -21,6 +21,11 @@ Options:
                         commas. Default: every scope except admin.
   --confidential        Create a confidential client with a client secret,
                         printed once. Default: a public client.
+  --auth-method METHOD  How a confidential client sends its secret:
+                        client_secret_basic (default) or client_secret_post.
+  --no-pkce             Let this confidential client skip PKCE, for a
+                        platform that cannot send code_challenge. Public
+                        clients always need PKCE.
   --json                Print the result as one JSON object.
   -h, --help            Print this help.
 
@@ -34,6 +39,15 @@ const SHORT_GRANT_NAMES: Record<string, string> = {
   client_credentials: GRANT_TYPES.clientCredentials,
 };
 
+function readAuthMethod(confidential: boolean, method: string | undefined): TokenEndpointAuthMethod {
+  if (method === undefined) return confidential ? 'client_secret_basic' : 'none';
+  if (!confidential) throw new UsageError('--auth-method needs --confidential');
+  if (method !== 'client_secret_basic' && method !== 'client_secret_post') {
+    throw new UsageError(`Unknown --auth-method "${method}"; use client_secret_basic or client_secret_post`);
+  }
+  return method;
+}
+
 function parseCommandLine() {
   try {
     return parseArgs({
@@ -43,6 +57,8 @@ function parseCommandLine() {
         'redirect-uri': { type: 'string', multiple: true },
         scope: { type: 'string', multiple: true },
         confidential: { type: 'boolean', default: false },
+        'auth-method': { type: 'string' },
+        'no-pkce': { type: 'boolean', default: false },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -81,6 +97,8 @@ if (values.help) {
           redirectUris: values['redirect-uri'],
           scopes,
           confidential: values.confidential,
+          tokenEndpointAuthMethod: readAuthMethod(values.confidential, values['auth-method']),
+          requirePkce: !values['no-pkce'],
           registrationType: 'operator',
         },
         config.now(),

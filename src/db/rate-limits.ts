@@ -47,3 +47,8 @@ export async function isLimited(db: Kysely<Database>, key: string, limit: number
     .executeTakeFirst();
   return row !== undefined && row.count >= limit;
 }
+
+/** Clears the count of `key`, such as a login's failed attempts once the password is right. */
+export async function resetAttempts(db: Kysely<Database>, key: string): Promise<void> {
+  await db.deleteFrom('rate_limits').where('key', '=', key).execute();
+}

@@ -26,8 +26,23 @@ export interface SessionsTable {
   user_agent: string | null;
 }
 
-/** Origin of a client: an operator command or page, or RFC 7591 dynamic registration. */
-export type RegistrationType = 'operator' | 'dynamic';
+/**
+ * Origin of a client: an operator command or page, RFC 7591 dynamic
+ * registration, or a Client ID Metadata Document fetched from its URL.
+ */
+export type RegistrationType = 'operator' | 'dynamic' | 'metadata_document';
+
+/** Optional RFC 7591 section 2 metadata, stored as given and echoed back. */
+export interface ClientMetadata {
+  client_uri?: string;
+  logo_uri?: string;
+  tos_uri?: string;
+  policy_uri?: string;
+  contacts?: string[];
+  software_id?: string;
+  software_version?: string;
+  application_type?: 'web' | 'native';
+}
 
 export interface ClientsTable {
   id: string;
@@ -40,6 +55,10 @@ export interface ClientsTable {
   registration_type: RegistrationType;
   owner_id: string | null;
   created_at: Timestamp;
+  metadata: ColumnType<ClientMetadata, string | undefined, string>;
+  registration_access_token_hash: string | null;
+  require_pkce: ColumnType<boolean, boolean | undefined, boolean>;
+  last_used_at: Timestamp | null;
 }
 
 export interface SigningKeysTable {
@@ -104,7 +123,8 @@ export interface AuthorizationCodesTable {
   redirect_uri_sent: boolean;
   scope: string;
   resource: string;
-  code_challenge: string;
+  /** Null only for a confidential client that an operator exempted from PKCE. */
+  code_challenge: string | null;
   grant_id: string | null;
   created_at: Timestamp;
   expires_at: Timestamp;

@@ -1,5 +1,5 @@
 import type { Client } from '../db/schema.ts';
-import { GRANT_TYPES, findClient } from './clients.ts';
+import { GRANT_TYPES, lookupClient } from './clients.ts';
 import type { OAuthContext } from './context.ts';
 import { resolveClientScope } from './device-codes.ts';
 import { OAuthError, type OAuthErrorCode } from './errors.ts';
@@ -16,7 +16,8 @@ export interface AuthorizationRequest {
   redirectUriSent: boolean;
   scope: string[];
   state: string | undefined;
-  codeChallenge: string;
+  /** Null only when an operator exempted this confidential client from PKCE and it sent none. */
+  codeChallenge: string | null;
   resource: string;
   prompt: string | undefined;
 }
@@ -41,7 +42,10 @@ async function resolveClientAndRedirect(context: OAuthContext, parameters: Param
   if (parameters.client_id === undefined) {
     throw new OAuthError('invalid_request', 'The request has no client_id. Ask the application to start the sign-in again.');
   }
-  const client = await findClient(context.db, parameters.client_id);
+  const client = await lookupClient(context, parameters.client_id).catch((error: unknown) => {
+    if (error instanceof OAuthError) throw new OAuthError('invalid_request', error.description, { detail: error.detail });
+    throw error;
+  });
   if (client === undefined) {
     throw new OAuthError('invalid_request', 'The application that sent you here is not registered with this server.', {
       detail: `unknown client_id ${parameters.client_id}`,
@@ -64,8 +68,10 @@ async function resolveClientAndRedirect(context: OAuthContext, parameters: Param
   return { client, redirectUri: sent, redirectUriSent: true };
 }
 
-function checkPkce(parameters: Parameters): string {
+function checkPkce(client: Client, parameters: Parameters): string | null {
   const challenge = parameters.code_challenge;
+  const exempt = !client.require_pkce && client.secret_hash !== null;
+  if (challenge === undefined && exempt && parameters.code_challenge_method === undefined) return null;
   if (challenge === undefined) {
     throw new OAuthError('invalid_request', 'code_challenge is required: this server requires PKCE with S256');
   }
@@ -98,7 +104,7 @@ export async function validateAuthorizationRequest(
     if (!client.grant_types.includes(GRANT_TYPES.authorizationCode)) {
       throw new OAuthError('unauthorized_client', 'The client is not allowed to use the authorization code grant');
     }
-    const codeChallenge = checkPkce(parameters);
+    const codeChallenge = checkPkce(client, parameters);
     const scope = resolveClientScope(context, client, parameters.scope).split(' ').filter((name) => name !== '');
     if (scope.length === 0) throw new OAuthError('invalid_scope', 'The client may request no scope');
     const resource = resolveResource(context.config, parameters.resource);

@@ -1,6 +1,6 @@
-import type { Kysely } from 'kysely';
-import type { Client, Database } from '../db/schema.ts';
-import { findClient } from './clients.ts';
+import type { Client } from '../db/schema.ts';
+import { lookupClient } from './clients.ts';
+import type { OAuthContext } from './context.ts';
 import { OAuthError, invalidRequest } from './errors.ts';
 import type { Parameters } from './parameters.ts';
 import { constantTimeEqual, sha256Hex } from './secrets.ts';
@@ -11,13 +11,15 @@ interface PresentedCredentials {
   method: 'client_secret_basic' | 'client_secret_post' | 'none';
 }
 
-function invalidClient(detail: string, basic: boolean): OAuthError {
-  // RFC 6749 section 5.2: answer a failed Basic authentication with a challenge.
-  return new OAuthError('invalid_client', 'Client authentication failed', {
-    status: 401,
-    detail,
-    headers: basic ? { 'www-authenticate': 'Basic realm="speedgate"' } : {},
-  });
+/**
+ * The challenge of every invalid_client 401, whichever method the client tried:
+ * RFC 9110 section 15.5.2 requires a 401 to name a scheme, and RFC 6749
+ * section 5.2 requires one after a failed Basic authentication.
+ */
+export const CLIENT_CHALLENGE = { 'www-authenticate': 'Basic realm="speedgate"' };
+
+function invalidClient(detail: string): OAuthError {
+  return new OAuthError('invalid_client', 'Client authentication failed', { status: 401, detail, headers: CLIENT_CHALLENGE });
 }
 
 // RFC 6749 section 2.3.1: both halves are form-urlencoded before Base64.
@@ -57,7 +59,7 @@ function readCredentials(parameters: Parameters, authorization: string | undefin
   }
 
   if (parameters.client_id === undefined) {
-    throw invalidClient('no client_id and no Basic credentials', false);
+    throw invalidClient('no client_id and no Basic credentials');
   }
   if (parameters.client_secret !== undefined) {
     return { clientId: parameters.client_id, clientSecret: parameters.client_secret, method: 'client_secret_post' };
@@ -71,17 +73,16 @@ function readCredentials(parameters: Parameters, authorization: string | undefin
  * `client_id` alone (RFC 6749 section 2.3).
  */
 export async function authenticateClient(
-  db: Kysely<Database>,
+  context: OAuthContext,
   parameters: Parameters,
   authorization: string | undefined,
 ): Promise<Client> {
   const presented = readCredentials(parameters, authorization);
-  const basic = presented.method === 'client_secret_basic';
-  const client = await findClient(db, presented.clientId);
+  const client = await lookupClient(context, presented.clientId);
 
   if (presented.clientSecret === undefined) {
-    if (client === undefined) throw invalidClient(`unknown client ${presented.clientId}`, basic);
-    if (client.secret_hash !== null) throw invalidClient(`client ${client.id} sent no secret`, basic);
+    if (client === undefined) throw invalidClient(`unknown client ${presented.clientId}`);
+    if (client.secret_hash !== null) throw invalidClient(`client ${client.id} sent no secret`);
     return client;
   }
 
@@ -90,8 +91,8 @@ export async function authenticateClient(
   const storedHash = client?.secret_hash ?? '';
   const matches = constantTimeEqual(presentedHash, storedHash);
 
-  if (client === undefined) throw invalidClient(`unknown client ${presented.clientId}`, basic);
-  if (client.secret_hash === null) throw invalidClient(`public client ${client.id} sent a secret`, basic);
-  if (!matches) throw invalidClient(`wrong secret for client ${client.id}`, basic);
+  if (client === undefined) throw invalidClient(`unknown client ${presented.clientId}`);
+  if (client.secret_hash === null) throw invalidClient(`public client ${client.id} sent a secret`);
+  if (!matches) throw invalidClient(`wrong secret for client ${client.id}`);
   return client;
 }

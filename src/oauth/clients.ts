@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
-import type { Client, Database, RegistrationType } from '../db/schema.ts';
+import type { Client, ClientMetadata, Database, RegistrationType } from '../db/schema.ts';
+import type { OAuthContext } from './context.ts';
 import { OAuthError } from './errors.ts';
 import type { ScopeRegistry } from './scopes.ts';
 import { randomToken, sha256Hex } from './secrets.ts';
@@ -13,20 +14,41 @@ export const GRANT_TYPES = {
 
 export const SUPPORTED_GRANT_TYPES: readonly string[] = Object.values(GRANT_TYPES);
 
+export const TOKEN_ENDPOINT_AUTH_METHODS = ['none', 'client_secret_basic', 'client_secret_post'] as const;
+export type TokenEndpointAuthMethod = (typeof TOKEN_ENDPOINT_AUTH_METHODS)[number];
+
 export interface ClientRegistration {
   name: string;
   grantTypes?: string[];
   redirectUris?: string[];
   scopes?: string[];
+  /** Shorthand for `client_secret_basic` when `tokenEndpointAuthMethod` is not given. */
   confidential?: boolean;
+  tokenEndpointAuthMethod?: TokenEndpointAuthMethod;
   registrationType: RegistrationType;
   ownerId?: string | null;
+  metadata?: ClientMetadata;
+  /** False lets a confidential client skip PKCE; public clients always need it. */
+  requirePkce?: boolean;
+  /** Issue an RFC 7592 registration access token, as dynamic registration does. */
+  withRegistrationAccessToken?: boolean;
+  /** A fixed client_id, such as the URL of a Client ID Metadata Document. */
+  clientId?: string;
+  /** Update the row with this `clientId` in place if it exists, keeping its grants. */
+  replaceExisting?: boolean;
 }
 
 export interface RegisteredClient {
   client: Client;
   /** The raw secret of a confidential client: shown once, stored only as a hash. */
   clientSecret: string | undefined;
+  /** The raw RFC 7592 registration access token, when one was requested. */
+  registrationAccessToken: string | undefined;
+}
+
+/** Returns whether the client authenticates with a secret. */
+export function isConfidential(client: Client): boolean {
+  return client.secret_hash !== null;
 }
 
 const MAX_NAME_LENGTH = 100;
@@ -59,11 +81,15 @@ export function checkRedirectUri(uri: string): string | null {
     const loopback = ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname);
     return loopback ? null : 'http is allowed only for loopback addresses; use https';
   }
-  // RFC 8252 section 7.1: private-use schemes are reverse domain names.
-  return scheme.includes('.') ? null : 'a private-use scheme must be a reverse domain name such as com.example.app';
+  if (['ws', 'wss', 'ftp', 'mailto', 'tel', 'sms'].includes(scheme)) return `the ${scheme}: scheme cannot receive a redirect`;
+  // RFC 8252 section 7.1 recommends reverse domain names (com.example.app:), but
+  // shipped MCP clients register short ones such as cursor://, so any other is accepted.
+  return null;
 }
 
-function validateRegistration(registration: ClientRegistration, scopes: ScopeRegistry): Required<ClientRegistration> {
+type ValidRegistration = Required<Omit<ClientRegistration, 'clientId' | 'confidential' | 'replaceExisting'>> & { clientId?: string };
+
+function validateRegistration(registration: ClientRegistration, scopes: ScopeRegistry): ValidRegistration {
   const name = registration.name.trim();
   if (name === '' || name.length > MAX_NAME_LENGTH) {
     throw new OAuthError('invalid_client_metadata', `client_name must be 1 to ${MAX_NAME_LENGTH} characters`);
@@ -75,7 +101,11 @@ function validateRegistration(registration: ClientRegistration, scopes: ScopeReg
     throw new OAuthError('invalid_client_metadata', `Unsupported grant_types: ${unsupported.join(', ') || '(none)'}`);
   }
 
-  const confidential = registration.confidential ?? false;
+  const authMethod = registration.tokenEndpointAuthMethod ?? (registration.confidential ? 'client_secret_basic' : 'none');
+  if (!TOKEN_ENDPOINT_AUTH_METHODS.includes(authMethod)) {
+    throw new OAuthError('invalid_client_metadata', `Unsupported token_endpoint_auth_method: ${authMethod}`);
+  }
+  const confidential = authMethod !== 'none';
   if (grantTypes.includes(GRANT_TYPES.clientCredentials) && !confidential) {
     throw new OAuthError('invalid_client_metadata', 'client_credentials requires a confidential client');
   }
@@ -92,17 +122,32 @@ function validateRegistration(registration: ClientRegistration, scopes: ScopeReg
     throw new OAuthError('invalid_redirect_uri', 'authorization_code requires at least one redirect_uri');
   }
 
-  const allowedScopes =
-    registration.scopes === undefined ? scopes.grantableNames() : scopes.parse(registration.scopes.join(' '));
+  let allowedScopes: string[];
+  try {
+    allowedScopes = registration.scopes === undefined ? scopes.grantableNames() : scopes.parse(registration.scopes.join(' '));
+  } catch (error) {
+    // RFC 7591 section 3.2.2 reports a bad scope as invalid client metadata.
+    if (error instanceof OAuthError) throw new OAuthError('invalid_client_metadata', error.description);
+    throw error;
+  }
+
+  const requirePkce = registration.requirePkce ?? true;
+  if (!requirePkce && !confidential) {
+    throw new OAuthError('invalid_client_metadata', 'Only a confidential client may be exempted from PKCE');
+  }
 
   return {
     name,
     grantTypes,
     redirectUris,
     scopes: allowedScopes,
-    confidential,
+    tokenEndpointAuthMethod: authMethod,
     registrationType: registration.registrationType,
     ownerId: registration.ownerId ?? null,
+    metadata: registration.metadata ?? {},
+    requirePkce,
+    withRegistrationAccessToken: registration.withRegistrationAccessToken ?? false,
+    clientId: registration.clientId,
   };
 }
 
@@ -114,26 +159,82 @@ export async function registerClient(
   now: Date,
 ): Promise<RegisteredClient> {
   const valid = validateRegistration(registration, scopes);
-  const clientSecret = valid.confidential ? `sgs_${randomToken(32)}` : undefined;
+  const clientSecret = valid.tokenEndpointAuthMethod === 'none' ? undefined : `sgs_${randomToken(32)}`;
+  const registrationAccessToken = valid.withRegistrationAccessToken ? `sgm_${randomToken(32)}` : undefined;
 
   const client = await db
     .insertInto('clients')
     .values({
-      id: randomToken(18),
+      id: valid.clientId ?? randomToken(18),
       name: valid.name,
       secret_hash: clientSecret === undefined ? null : sha256Hex(clientSecret),
-      token_endpoint_auth_method: valid.confidential ? 'client_secret_basic' : 'none',
+      token_endpoint_auth_method: valid.tokenEndpointAuthMethod,
       redirect_uris: JSON.stringify(valid.redirectUris),
       grant_types: JSON.stringify(valid.grantTypes),
       scopes: JSON.stringify(valid.scopes),
       registration_type: valid.registrationType,
       owner_id: valid.ownerId,
       created_at: now,
+      metadata: JSON.stringify(valid.metadata),
+      registration_access_token_hash: registrationAccessToken === undefined ? null : sha256Hex(registrationAccessToken),
+      require_pkce: valid.requirePkce,
     })
+    .$if(registration.replaceExisting === true, (query) =>
+      query.onConflict((conflict) =>
+        conflict.column('id').doUpdateSet((eb) => ({
+          name: eb.ref('excluded.name'),
+          redirect_uris: eb.ref('excluded.redirect_uris'),
+          grant_types: eb.ref('excluded.grant_types'),
+          scopes: eb.ref('excluded.scopes'),
+          metadata: eb.ref('excluded.metadata'),
+        })),
+      ),
+    )
     .returningAll()
     .executeTakeFirstOrThrow();
 
-  return { client, clientSecret };
+  return { client, clientSecret, registrationAccessToken };
+}
+
+/**
+ * Replaces a client's registered metadata (RFC 7592 section 2.2). The client
+ * keeps its id, secret and type: a public client cannot become confidential
+ * here, because it would need a secret it was never given.
+ */
+export async function updateClient(
+  db: Kysely<Database>,
+  scopes: ScopeRegistry,
+  client: Client,
+  registration: ClientRegistration,
+): Promise<Client> {
+  const valid = validateRegistration(registration, scopes);
+  if ((valid.tokenEndpointAuthMethod === 'none') !== (client.secret_hash === null)) {
+    throw new OAuthError('invalid_client_metadata', 'token_endpoint_auth_method cannot change between none and a secret method');
+  }
+
+  return db
+    .updateTable('clients')
+    .set({
+      name: valid.name,
+      token_endpoint_auth_method: valid.tokenEndpointAuthMethod,
+      redirect_uris: JSON.stringify(valid.redirectUris),
+      grant_types: JSON.stringify(valid.grantTypes),
+      scopes: JSON.stringify(valid.scopes),
+      metadata: JSON.stringify(valid.metadata),
+    })
+    .where('id', '=', client.id)
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/**
+ * Finds a client by id: a registered one from the database, or, for an id
+ * that is a URL, the client its metadata document describes (fetched or
+ * cached). Throws invalid_client when such a document cannot be used.
+ */
+export async function lookupClient(context: OAuthContext, clientId: string): Promise<Client | undefined> {
+  if (context.metadataDocuments.isDocumentUrl(clientId)) return context.metadataDocuments.resolve(clientId);
+  return findClient(context.db, clientId);
 }
 
 export async function findClient(db: Kysely<Database>, clientId: string): Promise<Client | undefined> {

@@ -22,10 +22,20 @@ export async function findConsentedScopes(db: Executor, userId: string, clientId
   return row === undefined ? [] : row.scope.split(' ').filter((name) => name !== '');
 }
 
-/** Adds `scopes` to what the user has approved for the client. */
-export async function recordConsent(db: Executor, userId: string, clientId: string, scopes: string[], now: Date): Promise<void> {
-  const merged = new Set([...(await findConsentedScopes(db, userId, clientId)), ...scopes]);
-  const scope = [...merged].join(' ');
+/**
+ * Records a decision on the consent page: the `granted` scopes are remembered,
+ * and a `requested` scope the user unticked is forgotten even if approved before.
+ */
+export async function recordConsent(
+  db: Executor,
+  userId: string,
+  clientId: string,
+  decision: { requested: string[]; granted: string[] },
+  now: Date,
+): Promise<void> {
+  const remembered = await findConsentedScopes(db, userId, clientId);
+  const kept = remembered.filter((name) => !decision.requested.includes(name));
+  const scope = [...new Set([...kept, ...decision.granted])].join(' ');
 
   await db
     .insertInto('consents')
@@ -35,12 +45,18 @@ export async function recordConsent(db: Executor, userId: string, clientId: stri
 }
 
 /**
- * Ends everything a user gave a client: the consent, and every authorization
- * with its refresh and access tokens.
+ * Ends everything a user gave a client: the consent, the codes not yet
+ * redeemed, and every authorization with its refresh and access tokens.
  */
 export async function revokeClientAccess(db: Kysely<Database>, userId: string, clientId: string, now: Date): Promise<void> {
   await db.transaction().execute(async (trx) => {
     await trx.deleteFrom('consents').where('user_id', '=', userId).where('client_id', '=', clientId).execute();
+    await trx
+      .deleteFrom('authorization_codes')
+      .where('user_id', '=', userId)
+      .where('client_id', '=', clientId)
+      .where('consumed_at', 'is', null)
+      .execute();
 
     const grants = await trx
       .selectFrom('grants')

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/schema.ts';
 import type { SigningKeys } from './keys.ts';
+import type { MetadataDocumentClients } from './metadata-documents.ts';
 import type { ScopeRegistry } from './scopes.ts';
 
 /** What the protocol core needs from the server: storage, keys, scopes and settings. */
@@ -10,6 +11,7 @@ export interface OAuthContext {
   config: Config;
   keys: SigningKeys;
   scopes: ScopeRegistry;
+  metadataDocuments: MetadataDocumentClients;
 }
 
 /** The resource identifier of the demo API, the default audience of access tokens. */

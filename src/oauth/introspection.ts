@@ -1,4 +1,5 @@
 import type { Client } from '../db/schema.ts';
+import { CLIENT_CHALLENGE } from './client-auth.ts';
 import type { OAuthContext } from './context.ts';
 import { OAuthError } from './errors.ts';
 import { requireParameters, type Parameters } from './parameters.ts';
@@ -13,7 +14,8 @@ export type IntrospectionResponse =
       /** Which kind of Speedgate token this is; PATs and access tokens are both sent as Bearer. */
       token_kind?: 'access_token' | 'refresh_token' | 'personal_access_token';
       scope: string;
-      client_id: string;
+      /** Absent for a personal access token, which no client requested. */
+      client_id?: string;
       sub: string;
       iss: string;
       aud?: string;
@@ -39,7 +41,7 @@ export async function introspectToken(
   extra?: ExtraIntrospection,
 ): Promise<IntrospectionResponse> {
   if (client.secret_hash === null) {
-    throw new OAuthError('invalid_client', 'Introspection requires a confidential client', { status: 401 });
+    throw new OAuthError('invalid_client', 'Introspection requires a confidential client', { status: 401, headers: CLIENT_CHALLENGE });
   }
   requireParameters(parameters, ['token']);
 

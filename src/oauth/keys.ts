@@ -87,10 +87,10 @@ export class SigningKeys {
 
   /**
    * Verifies an access token's signature, type, issuer, expiry and audience
-   * (any audience when `audience` is undefined).
+   * (one of `audience`, or any when it is undefined).
    * A token signed by a key this node has not loaded yet triggers one reload.
    */
-  async verifyAccessToken(token: string, issuer: string, audience: string | undefined, now: Date): Promise<JWTPayload> {
+  async verifyAccessToken(token: string, issuer: string, audience: string | string[] | undefined, now: Date): Promise<JWTPayload> {
     const options = { issuer, audience, typ: 'at+jwt', algorithms: [ALGORITHM], currentDate: now };
     try {
       const { payload } = await jwtVerify(token, this.#verifyKey, options);

@@ -47,11 +47,12 @@ export class ScopeRegistry {
 
   /**
    * Parses a space-delimited `scope` parameter (RFC 6749 section 3.3) into
-   * unique names, in registry order. Throws invalid_scope naming each unknown
-   * or reserved scope.
+   * unique names, in registry order. Commas are accepted as separators too,
+   * as some platforms send them, and no registered name contains one. Throws
+   * invalid_scope naming each unknown or reserved scope.
    */
   parse(scope: string): string[] {
-    const requested = new Set(scope.split(' ').filter((name) => name !== ''));
+    const requested = new Set(scope.split(/[ ,]+/).filter((name) => name !== ''));
     const unknown = [...requested].filter((name) => !this.#scopes.has(name));
     if (unknown.length > 0) {
       throw new OAuthError('invalid_scope', `Unknown scope: ${unknown.join(', ')}`);

@@ -21,7 +21,7 @@ export async function handleTokenRequest(
     throw new OAuthError('unsupported_grant_type', `The grant_type ${parameters.grant_type} is not supported`);
   }
 
-  const client = await authenticateClient(context.db, parameters, authorization);
+  const client = await authenticateClient(context, parameters, authorization);
   if (!client.grant_types.includes(handler.grantType)) {
     throw new OAuthError('unauthorized_client', `The client is not allowed to use the grant_type ${handler.grantType}`);
   }

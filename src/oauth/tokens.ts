@@ -84,6 +84,14 @@ export async function createGrant(
   trx: Transaction<Database>,
   values: { userId: string | null; clientId: string; scope: string; resource: string; origin: string; now: Date },
 ): Promise<Grant> {
+  // A client's first authorization marks it used, so the purge of unused registrations keeps it.
+  await trx
+    .updateTable('clients')
+    .set({ last_used_at: values.now })
+    .where('id', '=', values.clientId)
+    .where('last_used_at', 'is', null)
+    .execute();
+
   return trx
     .insertInto('grants')
     .values({

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createSession, deleteSession } from '../accounts/sessions.ts';
 import { AccountError, authenticateUser, createUser, normalizeEmail } from '../accounts/users.ts';
-import { countAttempt } from '../db/rate-limits.ts';
+import { countAttempt, resetAttempts } from '../db/rate-limits.ts';
 import { sha256Hex } from '../oauth/secrets.ts';
 import {
   clearSessionCookie,
@@ -70,6 +70,8 @@ export default async function accountRoutes(app: FastifyInstance): Promise<void>
       return renderForm(request, reply, { template: 'login', title: 'Sign in', next, email, error }, 401);
     }
 
+    // A correct password clears the count, so only failures since the last sign-in count.
+    await resetAttempts(db, limitKey);
     request.log.info({ event: 'login_succeeded', userId: user.id }, 'login succeeded');
     return startSession(request, reply, user.id, next);
   });

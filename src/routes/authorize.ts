@@ -138,7 +138,8 @@ export default async function authorizeRoutes(app: FastifyInstance): Promise<voi
       const granted = authorization.scope.filter((name) => form[`${SCOPE_CHECKBOX_PREFIX}${name}`] === 'on');
       if (granted.length === 0) return redirectError(reply, authorization, 'access_denied', 'The user approved no scope');
 
-      await recordConsent(context.db, user.id, authorization.client.id, granted, config.now());
+      const decision = { requested: authorization.scope, granted };
+      await recordConsent(context.db, user.id, authorization.client.id, decision, config.now());
       request.log.info({ event: 'consent_granted', userId: user.id, clientId: authorization.client.id, scope: granted.join(' ') }, 'consent granted');
       return issueCode(reply, authorization, user, granted);
     } catch (error) {

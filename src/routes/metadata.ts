@@ -24,6 +24,8 @@ export default async function metadataRoutes(app: FastifyInstance): Promise<void
     introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
     code_challenge_methods_supported: ['S256'],
     authorization_response_iss_parameter_supported: true,
+    client_id_metadata_document_supported: true,
+    ...(config.dcrEnabled ? { registration_endpoint: `${issuer}/o/register/` } : {}),
     service_documentation: `${issuer}/`,
   };
 
@@ -39,7 +41,8 @@ export default async function metadataRoutes(app: FastifyInstance): Promise<void
     return reply.header('cache-control', 'public, max-age=3600').send(serverMetadata);
   });
 
-  for (const path of ['/.well-known/oauth-protected-resource', '/.well-known/oauth-protected-resource/api/v1']) {
+  // RFC 9728 section 3.1: a client may insert the resource's path after the well-known name.
+  for (const path of ['/.well-known/oauth-protected-resource', '/.well-known/oauth-protected-resource/api/v1', '/.well-known/oauth-protected-resource/api/v1/*']) {
     app.get(path, async (_request, reply) => {
       return reply.header('cache-control', 'public, max-age=3600').send(resourceMetadata);
     });

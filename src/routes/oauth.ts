@@ -18,7 +18,7 @@ const FORM_MEDIA_TYPE = 'application/x-www-form-urlencoded';
 /**
  * Rejects a body that is not form-encoded (RFC 6749 section 3.2) with a 400
  * invalid_request. It runs before Fastify parses the body, so JSON, text and
- * unregistered types get the same answer. A POST without a body passes, to be
+ * unregistered types get the same error. A POST without a body passes, to be
  * rejected for its missing parameters.
  */
 async function requireFormBody(request: FastifyRequest): Promise<void> {
@@ -47,7 +47,7 @@ export default async function oauthRoutes(app: FastifyInstance): Promise<void> {
 
   app.post('/o/device-authorization/', async (request, reply) => {
     const parameters = readParameters(request.body);
-    const client = await authenticateClient(context.db, parameters, request.headers.authorization);
+    const client = await authenticateClient(context, parameters, request.headers.authorization);
     const response = await startDeviceAuthorization(context, client, parameters, requester(request));
 
     request.log.info({ clientId: client.id }, 'device authorization started');
@@ -56,7 +56,7 @@ export default async function oauthRoutes(app: FastifyInstance): Promise<void> {
 
   app.post('/o/revoke_token/', async (request, reply) => {
     const parameters = readParameters(request.body);
-    const client = await authenticateClient(context.db, parameters, request.headers.authorization);
+    const client = await authenticateClient(context, parameters, request.headers.authorization);
     const revoked = await revokeToken(context, client, parameters);
 
     if (revoked) request.log.info({ event: 'token_revoked', clientId: client.id }, 'token revoked');
@@ -65,7 +65,7 @@ export default async function oauthRoutes(app: FastifyInstance): Promise<void> {
 
   app.post('/o/introspect/', async (request, reply) => {
     const parameters = readParameters(request.body);
-    const client = await authenticateClient(context.db, parameters, request.headers.authorization);
+    const client = await authenticateClient(context, parameters, request.headers.authorization);
     const describePat = (raw: string) => introspectPat(context.db, raw, context.config.issuer, context.config.now());
     return noStore(reply).send(await introspectToken(context, client, parameters, describePat));
   });

@@ -30,8 +30,14 @@ function readExpiry(form: Parameters, now: Date): Date | null {
   if (choice === 'none') return null;
 
   if (choice === 'custom') {
-    const date = /^\d{4}-\d{2}-\d{2}$/.test(form.expires_on ?? '') ? new Date(`${form.expires_on}T23:59:59Z`) : new Date(NaN);
-    if (Number.isNaN(date.getTime())) throw new AccountError('expires', 'Enter the custom expiry date as YYYY-MM-DD');
+    const day = form.expires_on ?? '';
+    if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) throw new AccountError('expires', 'Enter the custom expiry date as YYYY-MM-DD');
+
+    // Date parsing rolls a day such as 2027-04-31 over into the next month, so compare it with the input.
+    const date = new Date(`${day}T23:59:59Z`);
+    if (Number.isNaN(date.getTime()) || date.toISOString().slice(0, 10) !== day) {
+      throw new AccountError('expires', `The custom expiry date ${day} does not exist`);
+    }
     return date;
   }
 
@@ -42,7 +48,11 @@ function readExpiry(form: Parameters, now: Date): Date | null {
 
 function describeToken(row: PersonalAccessToken, now: Date) {
   const expired = row.expires_at !== null && row.expires_at <= now;
-  const expiresSoon = !expired && row.expires_at !== null && row.expires_at.getTime() - now.getTime() < EXPIRY_WARNING_DAYS * 86_400_000;
+  const expiresSoon =
+    row.revoked_at === null &&
+    !expired &&
+    row.expires_at !== null &&
+    row.expires_at.getTime() - now.getTime() < EXPIRY_WARNING_DAYS * 86_400_000;
   let status = 'active';
   if (row.revoked_at !== null) status = row.revoked_reason === 'leak_report' ? 'revoked: reported as leaked' : 'revoked';
   else if (expired) status = 'expired';

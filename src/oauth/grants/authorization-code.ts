@@ -4,6 +4,7 @@ import type { OAuthContext } from '../context.ts';
 import { OAuthError } from '../errors.ts';
 import type { Parameters } from '../parameters.ts';
 import { verifyCodeChallenge } from '../pkce.ts';
+import { checkBoundResource } from '../resources.ts';
 import { sha256Hex } from '../secrets.ts';
 import { createGrant, issueTokens, revokeGrant } from '../tokens.ts';
 import { unwrapOutcome, type GrantHandler, type GrantOutcome } from './types.ts';
@@ -31,7 +32,13 @@ async function redeemCode(context: OAuthContext, client: Client, parameters: Par
     }
     if (code.expires_at <= now) return invalid('The authorization code has expired');
 
-    if (!verifyCodeChallenge(parameters.code_verifier, code.code_challenge)) {
+    const verifier = parameters.code_verifier;
+    if (code.code_challenge === null) {
+      // RFC 9700 section 2.1.1: a verifier without a challenge is a PKCE downgrade attempt.
+      if (verifier !== undefined) return invalid('A code_verifier was sent, but the authorization request had no code_challenge');
+    } else if (verifier === undefined) {
+      return { error: new OAuthError('invalid_request', 'Missing required parameter: code_verifier') };
+    } else if (!verifyCodeChallenge(verifier, code.code_challenge)) {
       return invalid('The code_verifier does not match the code_challenge');
     }
     const redirectUri = parameters.redirect_uri;
@@ -41,6 +48,8 @@ async function redeemCode(context: OAuthContext, client: Client, parameters: Par
     if (redirectUri !== undefined && redirectUri !== code.redirect_uri) {
       return invalid('The redirect_uri does not match the authorization request');
     }
+
+    checkBoundResource(context.config, parameters.resource, code.resource);
 
     const grant = await createGrant(trx, {
       userId: code.user_id,
@@ -64,7 +73,8 @@ async function redeemCode(context: OAuthContext, client: Client, parameters: Par
 /** The authorization code grant's token request (RFC 6749 section 4.1.3) with PKCE (RFC 7636). */
 export const authorizationCodeGrant: GrantHandler = {
   grantType: GRANT_TYPES.authorizationCode,
-  requiredParameters: ['code', 'code_verifier'],
+  // code_verifier is required too, unless an operator exempted this confidential client from PKCE.
+  requiredParameters: ['code'],
   async handle(context, client, parameters) {
     return unwrapOutcome(await redeemCode(context, client, parameters));
   },

@@ -23,6 +23,9 @@ async function issueClientToken(context: OAuthContext, client: Client, parameter
   const now = context.config.now();
 
   return context.db.transaction().execute(async (trx) => {
+    // The client row lock makes concurrent first requests take turns, so they share one grant.
+    await trx.selectFrom('clients').select('id').where('id', '=', client.id).forUpdate().execute();
+
     let grant: Grant | undefined = await trx
       .selectFrom('grants')
       .selectAll()

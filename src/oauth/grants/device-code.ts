@@ -3,6 +3,7 @@ import { GRANT_TYPES } from '../clients.ts';
 import type { OAuthContext } from '../context.ts';
 import { OAuthError } from '../errors.ts';
 import type { Parameters } from '../parameters.ts';
+import { checkBoundResource } from '../resources.ts';
 import { sha256Hex } from '../secrets.ts';
 import { createGrant, issueTokens } from '../tokens.ts';
 import { unwrapOutcome, type GrantHandler, type GrantOutcome } from './types.ts';
@@ -61,6 +62,7 @@ async function pollDeviceCode(context: OAuthContext, client: Client, parameters:
       return { error: new OAuthError('authorization_pending', 'The user has not yet approved the request') };
     }
 
+    checkBoundResource(context.config, parameters.resource, row.resource);
     await trx.updateTable('device_codes').set({ status: 'consumed', last_polled_at: now }).where('id', '=', row.id).execute();
 
     const grant = await createGrant(trx, {

@@ -5,6 +5,7 @@ import type { OAuthContext } from '../context.ts';
 import { OAuthError } from '../errors.ts';
 import type { Parameters } from '../parameters.ts';
 import { openResponse, sealResponse } from '../sealed-response.ts';
+import { checkBoundResource } from '../resources.ts';
 import { sha256Hex } from '../secrets.ts';
 import { createRefreshToken, issueTokens, revokeGrant, type TokenResponse } from '../tokens.ts';
 import { unwrapOutcome, type GrantHandler, type GrantOutcome } from './types.ts';
@@ -80,6 +81,7 @@ async function rotateRefreshToken(context: OAuthContext, client: Client, paramet
     }
     if (token.expires_at <= now) return { error: invalid };
 
+    checkBoundResource(context.config, parameters.resource, grant.resource);
     const scope = narrowScope(context, token.scope, parameters.scope);
     const response = await issueTokens(trx, context, grant, scope, false);
     // RFC 6749 section 6: the new refresh token keeps the presented token's scope,
