@@ -15,6 +15,8 @@ export interface NewPat {
   name: string;
   scopes: string[];
   expiresAt: Date | null;
+  /** The id of the submitted page form, so a resubmission does not create a second token. */
+  formId?: string;
 }
 
 /** Returns the scopes a user may put on a token: all grantable ones, and `admin` for administrators. */
@@ -43,7 +45,10 @@ function validateNewPat(registry: ScopeRegistry, user: User, input: NewPat, now:
       throw new AccountError('expires', `The expiry date must be within ${MAX_LIFETIME_DAYS} days`);
     }
   }
-  return { name, scopes, expiresAt };
+  if (input.formId !== undefined && !/^[A-Za-z0-9_-]{16,64}$/.test(input.formId)) {
+    throw new AccountError('form', 'The form is invalid. Reload the page and try again.');
+  }
+  return { name, scopes, expiresAt, formId: input.formId };
 }
 
 /**
@@ -71,9 +76,18 @@ export async function createPat(
       scope: valid.scopes.join(' '),
       created_at: now,
       expires_at: valid.expiresAt,
+      form_id: valid.formId ?? null,
     })
+    .onConflict((conflict) => conflict.columns(['user_id', 'form_id']).doNothing())
     .returningAll()
-    .executeTakeFirstOrThrow();
+    .executeTakeFirst();
+
+  if (row === undefined) {
+    throw new AccountError(
+      'form',
+      'This form was already submitted and its token created. It is not shown again: revoke it below if you did not copy it, and create a new one.',
+    );
+  }
   return { token, row };
 }
 

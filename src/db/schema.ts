@@ -156,6 +156,8 @@ export interface PersonalAccessTokensTable {
   last_used_at: Timestamp | null;
   last_used_ip: string | null;
   last_used_user_agent: string | null;
+  /** The id of the page form that created the token; a resubmission of it is refused. */
+  form_id: string | null;
 }
 
 export interface RateLimitsTable {

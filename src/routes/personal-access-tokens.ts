@@ -11,6 +11,7 @@ import { countAttempt } from '../db/rate-limits.ts';
 import type { PersonalAccessToken, User } from '../db/schema.ts';
 import { OAuthError } from '../oauth/errors.ts';
 import type { Parameters } from '../oauth/parameters.ts';
+import { randomToken } from '../oauth/secrets.ts';
 import { csrfTokenFor, currentUser, readForm, redirectToLogin } from './web.ts';
 
 const EXPIRY_PRESETS_DAYS = [7, 30, 60, 90];
@@ -107,6 +108,7 @@ export default async function personalAccessTokenRoutes(app: FastifyInstance): P
       scopes: scopesForUser(scopes, user).map((scope) => ({ ...scope, field: `${SCOPE_CHECKBOX_PREFIX}${scope.name}` })),
       presets: EXPIRY_PRESETS_DAYS,
       form: { name: '', expires: '30', expiresOn: '', checked: [] as string[] },
+      formId: randomToken(16),
       ...extra,
     });
   }
@@ -134,7 +136,7 @@ export default async function personalAccessTokenRoutes(app: FastifyInstance): P
 
     try {
       const now = config.now();
-      const { token, row } = await createPat(db, scopes, user, { name: form.name ?? '', scopes: chosen, expiresAt: readExpiry(form, now) }, now);
+      const { token, row } = await createPat(db, scopes, user, { name: form.name ?? '', scopes: chosen, expiresAt: readExpiry(form, now), formId: form.form_id }, now);
       request.log.info({ event: 'pat_created', userId: user.id, tokenId: row.id }, 'personal access token created');
       return renderPage(request, reply, user, { newToken: { value: token, name: row.name } }, 201);
     } catch (error) {
