@@ -12,8 +12,8 @@ new application, even with a name already in use.
 Options:
   --grant-type TYPE     Allow a grant type; repeat for several. One of
                         device_code, authorization_code, refresh_token,
-                        client_credentials. Default: device_code and
-                        refresh_token.
+                        client_credentials, token_exchange. Default:
+                        device_code and refresh_token.
   --redirect-uri URI    Allow a redirect URI for authorization_code; repeat
                         for several. https, http on a loopback address, or a
                         private-use scheme such as com.example.app:/callback.
@@ -23,6 +23,10 @@ Options:
                         printed once. Default: a public client.
   --auth-method METHOD  How a confidential client sends its secret:
                         client_secret_basic (default) or client_secret_post.
+  --resource URL        The protected resource this confidential client
+                        operates, such as an MCP server's URL: with the
+                        token_exchange grant it may exchange tokens issued
+                        for that resource for API tokens (RFC 8693).
   --no-pkce             Let this confidential client skip PKCE, for a
                         platform that cannot send code_challenge. Public
                         clients always need PKCE.
@@ -37,6 +41,7 @@ const SHORT_GRANT_NAMES: Record<string, string> = {
   authorization_code: GRANT_TYPES.authorizationCode,
   refresh_token: GRANT_TYPES.refreshToken,
   client_credentials: GRANT_TYPES.clientCredentials,
+  token_exchange: GRANT_TYPES.tokenExchange,
 };
 
 function readAuthMethod(confidential: boolean, method: string | undefined): TokenEndpointAuthMethod {
@@ -59,6 +64,7 @@ function parseCommandLine() {
         confidential: { type: 'boolean', default: false },
         'auth-method': { type: 'string' },
         'no-pkce': { type: 'boolean', default: false },
+        resource: { type: 'string' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -99,6 +105,7 @@ if (values.help) {
           confidential: values.confidential,
           tokenEndpointAuthMethod: readAuthMethod(values.confidential, values['auth-method']),
           requirePkce: !values['no-pkce'],
+          metadata: values.resource === undefined ? undefined : { resource: values.resource },
           registrationType: 'operator',
         },
         config.now(),

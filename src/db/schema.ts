@@ -42,6 +42,12 @@ export interface ClientMetadata {
   software_id?: string;
   software_version?: string;
   application_type?: 'web' | 'native';
+  /**
+   * The protected resource this client operates, such as an MCP server. Set
+   * only by an operator: it lets the client exchange tokens issued for that
+   * resource (RFC 8693).
+   */
+  resource?: string;
 }
 
 export interface ClientsTable {

@@ -10,6 +10,7 @@ export const GRANT_TYPES = {
   refreshToken: 'refresh_token',
   clientCredentials: 'client_credentials',
   deviceCode: 'urn:ietf:params:oauth:grant-type:device_code',
+  tokenExchange: 'urn:ietf:params:oauth:grant-type:token-exchange',
 } as const;
 
 export const SUPPORTED_GRANT_TYPES: readonly string[] = Object.values(GRANT_TYPES);
