@@ -22,6 +22,7 @@ import accountRoutes from './routes/accounts.ts';
 import apiRoutes from './routes/api.ts';
 import personalAccessTokenRoutes from './routes/personal-access-tokens.ts';
 import registerRoutes from './routes/register.ts';
+import developerRoutes from './routes/developer.ts';
 import applicationRoutes from './routes/applications.ts';
 import authorizeRoutes from './routes/authorize.ts';
 import devicePageRoutes from './routes/device-page.ts';
@@ -127,6 +128,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(applicationRoutes);
   await app.register(personalAccessTokenRoutes);
   await app.register(registerRoutes);
+  await app.register(developerRoutes);
   await app.register(apiRoutes);
   return app;
 }
