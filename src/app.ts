@@ -10,6 +10,8 @@ import { LastUsedRecorder } from './accounts/last-used.ts';
 import type { Config } from './config.ts';
 import type { ServerContext } from './context.ts';
 import { migrateToLatest, openDatabase } from './db/database.ts';
+import { AuditLog } from './db/audit-log.ts';
+import { PostgresRateLimiter, RedisRateLimiter } from './db/rate-limiter.ts';
 import { schedulePurge } from './maintenance.ts';
 import { loadOrCreateSetting } from './db/settings.ts';
 import { SigningKeys } from './oauth/keys.ts';
@@ -23,6 +25,7 @@ import apiRoutes from './routes/api.ts';
 import personalAccessTokenRoutes from './routes/personal-access-tokens.ts';
 import registerRoutes from './routes/register.ts';
 import developerRoutes from './routes/developer.ts';
+import securityEventRoutes from './routes/security-events.ts';
 import applicationRoutes from './routes/applications.ts';
 import authorizeRoutes from './routes/authorize.ts';
 import devicePageRoutes from './routes/device-page.ts';
@@ -68,7 +71,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
   });
 
-  const { db, kind } = await openDatabase(config);
+  const onConnectionError = (error: Error) => app.log.error({ err: error }, 'idle database connection failed');
+  const { db, kind } = await openDatabase({ ...config, onConnectionError });
   let context: ServerContext;
   try {
     const applied = await migrateToLatest(db);
@@ -79,11 +83,13 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       db,
       config,
       databaseKind: kind,
-      keys: await SigningKeys.load(db, config.now()),
+      keys: await SigningKeys.load(db, config.now, config.accessTokenTtlSeconds),
       scopes,
       metadataDocuments: new MetadataDocumentClients(db, config, scopes),
+      audit: new AuditLog(db, config.now, (error) => app.log.error({ err: error }, 'writing audit events failed')),
       cookieSecret: await loadOrCreateSetting(db, 'cookie_secret', () => randomToken(32)),
       lastUsed: new LastUsedRecorder(db, (error) => app.log.error({ err: error }, 'recording token use failed')),
+      rateLimiter: config.redisUrl === undefined ? new PostgresRateLimiter(db, config.now) : new RedisRateLimiter(config.redisUrl, config.now),
     };
   } catch (error) {
     await db.destroy();
@@ -93,7 +99,10 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   const stopPurge = schedulePurge(db, config, app.log);
   app.addHook('onClose', async () => {
     stopPurge();
+    context.keys.close();
     await context.lastUsed.close();
+    await context.audit.close();
+    await context.rateLimiter.close();
     await db.destroy();
   });
 
@@ -129,6 +138,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   await app.register(personalAccessTokenRoutes);
   await app.register(registerRoutes);
   await app.register(developerRoutes);
+  await app.register(securityEventRoutes);
   await app.register(apiRoutes);
   return app;
 }

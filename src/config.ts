@@ -17,9 +17,17 @@ export interface Config {
   databaseUrl: string | undefined;
   /** Folder of the embedded database, or `memory://` for a throwaway one. */
   dataDir: string;
+  /** A Redis URL for rate-limit counters; unset keeps them in the database. */
+  redisUrl: string | undefined;
   dcrEnabled: boolean;
   /** A bearer token that RFC 7591 registration requests must carry, when set. */
   dcrInitialAccessToken: string | undefined;
+  /** Accounts that may be created per address per hour. */
+  signupRateLimitPerHour: number;
+  /** Delay added to each login attempt on an account with repeated recent failures, in milliseconds. */
+  loginFailureDelayMs: number;
+  /** Failed client authentications and grants allowed per address per minute at the OAuth endpoints. */
+  oauthFailureLimit: number;
   /** Registrations accepted per address per hour. */
   dcrRateLimitPerHour: number;
   /** Days after which a dynamically registered client that was never used is deleted. */
@@ -141,6 +149,13 @@ function readScopesFile(env: Env): ScopeDefinition[] {
   });
 }
 
+function readRedisUrl(env: Env): string | undefined {
+  const raw = env.REDIS_URL;
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^rediss?:\/\//.test(raw)) throw new ConfigError('REDIS_URL must start with redis:// or rediss://');
+  return raw;
+}
+
 function readResources(env: Env): string[] {
   const raw = env.RESOURCES;
   if (raw === undefined || raw.trim() === '') return [];
@@ -174,10 +189,14 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     issuer: readIssuer(env, port),
     databaseUrl: readDatabaseUrl(env),
     dataDir: env.DATA_DIR || './data',
+    redisUrl: readRedisUrl(env),
     // Open registration is convenient while developing; production opts in.
     dcrEnabled: readBoolean(env, 'DCR_ENABLED', !production),
     dcrInitialAccessToken: env.DCR_INITIAL_ACCESS_TOKEN || undefined,
     dcrRateLimitPerHour: readInteger(env, 'DCR_RATE_LIMIT', 20, 1, 100_000),
+    oauthFailureLimit: readInteger(env, 'OAUTH_FAILURE_LIMIT', 30, 1, 100_000),
+    loginFailureDelayMs: readInteger(env, 'LOGIN_FAILURE_DELAY_MS', 1000, 0, 10_000),
+    signupRateLimitPerHour: readInteger(env, 'SIGNUP_RATE_LIMIT', 10, 1, 100_000),
     dcrUnusedClientDays: readInteger(env, 'DCR_UNUSED_CLIENT_DAYS', 30, 1, 3650),
     cimdAllowLoopback: readBoolean(env, 'CIMD_ALLOW_LOOPBACK', false),
     production,

@@ -1,5 +1,6 @@
 import type { LastUsedRecorder } from './accounts/last-used.ts';
 import type { DatabaseKind } from './db/database.ts';
+import type { RateLimiter } from './db/rate-limiter.ts';
 import type { OAuthContext } from './oauth/context.ts';
 
 /** Everything the routes share: the protocol core's context and the server's own secrets. */
@@ -9,6 +10,8 @@ export interface ServerContext extends OAuthContext {
   cookieSecret: string;
   /** Buffered "last used" records of personal access tokens. */
   lastUsed: LastUsedRecorder;
+  /** Attempt counters shared by every node, for rate limits. */
+  rateLimiter: RateLimiter;
 }
 
 declare module 'fastify' {

@@ -131,19 +131,24 @@ export async function findActivePat(db: Kysely<Database>, raw: string, now: Date
 
 /**
  * Revokes a token that someone reported as leaked, recording where it was
- * found. Returns whether an active token was revoked; the caller must not
+ * found. Returns the owner when an active token was revoked; the caller must not
  * tell the reporter, so the endpoint reveals nothing about the token.
  */
-export async function revokeLeakedPat(db: Kysely<Database>, raw: string, source: string | undefined, now: Date): Promise<boolean> {
-  if (!isWellFormedPat(raw)) return false;
+export async function revokeLeakedPat(
+  db: Kysely<Database>,
+  raw: string,
+  source: string | undefined,
+  now: Date,
+): Promise<{ userId: string } | undefined> {
+  if (!isWellFormedPat(raw)) return undefined;
 
-  const result = await db
+  return db
     .updateTable('personal_access_tokens')
     .set({ revoked_at: now, revoked_reason: 'leak_report', leak_source: source?.slice(0, 500) ?? null })
     .where('token_hash', '=', sha256Hex(raw))
     .where('revoked_at', 'is', null)
+    .returning('user_id as userId')
     .executeTakeFirst();
-  return result.numUpdatedRows === 1n;
 }
 
 /**

@@ -166,6 +166,18 @@ export interface PersonalAccessTokensTable {
   form_id: string | null;
 }
 
+export interface AuditEventsTable {
+  id: string;
+  event: string;
+  user_id: string | null;
+  client_id: string | null;
+  ip_address: string | null;
+  user_agent: string | null;
+  /** A short human-readable detail, never a secret. */
+  detail: string | null;
+  created_at: Timestamp;
+}
+
 export interface RateLimitsTable {
   key: string;
   count: number;
@@ -213,6 +225,7 @@ export interface Database {
   authorization_codes: AuthorizationCodesTable;
   consents: ConsentsTable;
   personal_access_tokens: PersonalAccessTokensTable;
+  audit_events: AuditEventsTable;
   rate_limits: RateLimitsTable;
   teams: TeamsTable;
   team_members: TeamMembersTable;

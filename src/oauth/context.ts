@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Config } from '../config.ts';
+import type { AuditLog } from '../db/audit-log.ts';
 import type { Database } from '../db/schema.ts';
 import type { SigningKeys } from './keys.ts';
 import type { MetadataDocumentClients } from './metadata-documents.ts';
@@ -12,6 +13,7 @@ export interface OAuthContext {
   keys: SigningKeys;
   scopes: ScopeRegistry;
   metadataDocuments: MetadataDocumentClients;
+  audit: AuditLog;
 }
 
 /** The resource identifier of the demo API, the default audience of access tokens. */

@@ -32,7 +32,7 @@ export interface OAuthErrorOptions {
 /**
  * A protocol error with its HTTP status, RFC error code and client-facing
  * description. A status of 500 or above reaches the client as `server_error`
- * with no description.
+ * with no description, except 503, which is `temporarily_unavailable`.
  */
 export class OAuthError extends Error {
   override name = 'OAuthError';
@@ -53,6 +53,7 @@ export class OAuthError extends Error {
 
   /** Returns the JSON body of an RFC 6749 section 5.2 error response. */
   toJSON(): { error: OAuthErrorCode; error_description?: string } {
+    if (this.status === 503) return { error: 'temporarily_unavailable', error_description: this.description };
     if (this.status >= 500) return { error: 'server_error' };
     return { error: this.code, error_description: this.description };
   }

@@ -11,7 +11,7 @@ import {
   type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from '../db/schema.ts';
 
 const ALGORITHM = 'ES256';
@@ -19,7 +19,9 @@ const ALGORITHM = 'ES256';
 type PrivateKey = Awaited<ReturnType<typeof importJWK>>;
 
 /** Shortest time between two reloads of the key set triggered by an unknown `kid`. */
-const RELOAD_INTERVAL_MS = 30_000;
+const RELOAD_INTERVAL_MS = 1000;
+/** How often every node reloads the key set, to start signing with a rotated key. */
+const PERIODIC_RELOAD_MS = 60_000;
 
 interface ActiveKey {
   kid: string;
@@ -36,23 +38,40 @@ export class SigningKeys {
   #jwks!: JSONWebKeySet;
   #verifyKey!: JWTVerifyGetKey;
   #loadedAt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #now: () => Date;
+  readonly #tokenTtlSeconds: number;
 
-  private constructor(db: Kysely<Database>) {
+  private constructor(db: Kysely<Database>, now: () => Date, tokenTtlSeconds: number) {
     this.#db = db;
+    this.#now = now;
+    this.#tokenTtlSeconds = tokenTtlSeconds;
   }
 
-  /** Loads the key set, creating the first key if the database has none. */
-  static async load(db: Kysely<Database>, now: Date): Promise<SigningKeys> {
-    const keys = new SigningKeys(db);
-    await ensureSigningKey(db, now);
+  /**
+   * Loads the key set, creating the first key if the database has none, and
+   * reloads it every minute. A retired key stays in the set for
+   * `tokenTtlSeconds`, so tokens it signed still verify until they expire.
+   */
+  static async load(db: Kysely<Database>, now: () => Date, tokenTtlSeconds: number): Promise<SigningKeys> {
+    const keys = new SigningKeys(db, now, tokenTtlSeconds);
+    await ensureSigningKey(db, now());
     await keys.reload();
+    keys.#timer = setInterval(() => void keys.reload().catch(() => {}), PERIODIC_RELOAD_MS);
+    keys.#timer.unref();
     return keys;
   }
 
+  close(): void {
+    clearInterval(this.#timer);
+  }
+
   async reload(): Promise<void> {
+    const oldest = new Date(this.#now().getTime() - this.#tokenTtlSeconds * 1000);
     const rows = await this.#db
       .selectFrom('signing_keys')
       .select(['kid', 'alg', 'private_jwk', 'public_jwk', 'created_at', 'retired_at'])
+      .where((eb) => eb.or([eb('retired_at', 'is', null), eb('retired_at', '>', oldest)]))
       .orderBy('created_at', 'desc')
       .execute();
 
@@ -106,28 +125,44 @@ export class SigningKeys {
   }
 }
 
+async function insertKey(trx: Transaction<Database>, now: Date): Promise<string> {
+  const kid = randomUUID();
+  const { privateKey, publicKey } = await generateKeyPair(ALGORITHM, { extractable: true });
+  await trx
+    .insertInto('signing_keys')
+    .values({
+      kid,
+      alg: ALGORITHM,
+      private_jwk: JSON.stringify(await exportJWK(privateKey)),
+      public_jwk: JSON.stringify(await exportJWK(publicKey)),
+      created_at: now,
+    })
+    .execute();
+  return kid;
+}
+
+// Two nodes starting on an empty database, or two rotations, must not race.
+async function lockKeys(trx: Transaction<Database>): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtext('speedgate.signing_keys'))`.execute(trx);
+}
+
 async function ensureSigningKey(db: Kysely<Database>, now: Date): Promise<void> {
   await db.transaction().execute(async (trx) => {
-    // Two nodes starting on an empty database must not both create a key.
-    await sql`select pg_advisory_xact_lock(hashtext('speedgate.signing_keys'))`.execute(trx);
+    await lockKeys(trx);
+    const existing = await trx.selectFrom('signing_keys').select('kid').where('retired_at', 'is', null).executeTakeFirst();
+    if (existing === undefined) await insertKey(trx, now);
+  });
+}
 
-    const existing = await trx
-      .selectFrom('signing_keys')
-      .select('kid')
-      .where('retired_at', 'is', null)
-      .executeTakeFirst();
-    if (existing !== undefined) return;
-
-    const { privateKey, publicKey } = await generateKeyPair(ALGORITHM, { extractable: true });
-    await trx
-      .insertInto('signing_keys')
-      .values({
-        kid: randomUUID(),
-        alg: ALGORITHM,
-        private_jwk: JSON.stringify(await exportJWK(privateKey)),
-        public_jwk: JSON.stringify(await exportJWK(publicKey)),
-        created_at: now,
-      })
-      .execute();
+/**
+ * Adds a new signing key and retires the current one. Every node signs with
+ * the new key after its next reload (within a minute); the retired key stays
+ * in the JWKS until the tokens it signed have expired. Returns the new `kid`.
+ */
+export async function rotateSigningKey(db: Kysely<Database>, now: Date): Promise<string> {
+  return db.transaction().execute(async (trx) => {
+    await lockKeys(trx);
+    await trx.updateTable('signing_keys').set({ retired_at: now }).where('retired_at', 'is', null).execute();
+    return insertKey(trx, now);
   });
 }

@@ -1,10 +1,11 @@
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
-import http from 'node:http';
+import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { BlockList, isIP } from 'node:net';
 import type { Kysely } from 'kysely';
 import type { Config } from '../config.ts';
 import type { Client, Database } from '../db/schema.ts';
+import { CLIENT_CHALLENGE } from './client-auth.ts';
 import { GRANT_TYPES, registerClient } from './clients.ts';
 import { OAuthError } from './errors.ts';
 import { readRegistrationRequest } from './registration.ts';
@@ -73,10 +74,25 @@ function readMaxAge(header: string | undefined): number {
 /** Fetches a JSON document without following redirects, within the size and time limits. */
 function fetchDocument(url: URL, allowLoopback: boolean): Promise<FetchedDocument> {
   const client = url.protocol === 'https:' ? https : http;
-  return new Promise((resolve, reject) => {
-    const request = client.get(url, { lookup: checkedLookup(allowLoopback) as never, timeout: FETCH_TIMEOUT_MS, headers: { accept: 'application/json' } }, (response) => {
+  return new Promise((resolvePromise, rejectPromise) => {
+    const resolve = (document: FetchedDocument) => {
+      clearTimeout(deadline);
+      resolvePromise(document);
+    };
+    const reject = (error: Error) => {
+      clearTimeout(deadline);
+      rejectPromise(error);
+    };
+    // Once a response has started, destroying the request instead leaves its
+    // socket's error without a listener, which ends the whole process.
+    let activeResponse: IncomingMessage | undefined;
+    const abort = (error: Error) => (activeResponse ?? request).destroy(error);
+
+    const request = client.get(url, { lookup: checkedLookup(allowLoopback) as never, headers: { accept: 'application/json' } }, (response) => {
+      activeResponse = response;
       if (response.statusCode !== 200) {
-        response.resume();
+        // Destroyed, not drained: the body of a redirect or error page is never needed.
+        response.destroy();
         reject(new Error(`the server answered HTTP ${response.statusCode}; redirects are not followed`));
         return;
       }
@@ -85,7 +101,7 @@ function fetchDocument(url: URL, allowLoopback: boolean): Promise<FetchedDocumen
       response.on('data', (chunk: Buffer) => {
         size += chunk.length;
         if (size > MAX_DOCUMENT_BYTES) {
-          request.destroy(new Error(`the document is larger than ${MAX_DOCUMENT_BYTES} bytes`));
+          abort(new Error(`the document is larger than ${MAX_DOCUMENT_BYTES} bytes`));
           return;
         }
         chunks.push(chunk);
@@ -99,8 +115,11 @@ function fetchDocument(url: URL, allowLoopback: boolean): Promise<FetchedDocumen
       });
       response.on('error', reject);
     });
-    request.on('timeout', () => request.destroy(new Error(`no response within ${FETCH_TIMEOUT_MS} ms`)));
     request.on('error', reject);
+
+    // One deadline for the whole exchange: a socket timeout alone would let a
+    // server that sends a byte every second hold the fetch for as long as it likes.
+    const deadline = setTimeout(() => abort(new Error(`no complete response within ${FETCH_TIMEOUT_MS} ms`)), FETCH_TIMEOUT_MS);
   });
 }
 
@@ -130,7 +149,7 @@ export class MetadataDocumentClients {
   /** Fetches (or takes from the cache) the document at `clientId` and returns its client. Throws invalid_client. */
   async resolve(clientId: string): Promise<Client> {
     const cached = this.#cache.get(clientId);
-    if (cached !== undefined && cached.expiresAt > Date.now()) return cached.client;
+    if (cached !== undefined && cached.expiresAt > this.#config.now().getTime()) return cached.client;
 
     const url = this.#checkUrl(clientId);
     let fetched: FetchedDocument;
@@ -143,12 +162,13 @@ export class MetadataDocumentClients {
     const client = await this.#store(clientId, fetched.body);
     this.#cache.delete(clientId);
     if (this.#cache.size >= MAX_CACHED_DOCUMENTS) this.#cache.delete(this.#cache.keys().next().value as string);
-    this.#cache.set(clientId, { client, expiresAt: Date.now() + fetched.maxAgeSeconds * 1000 });
+    this.#cache.set(clientId, { client, expiresAt: this.#config.now().getTime() + fetched.maxAgeSeconds * 1000 });
     return client;
   }
 
   #failure(clientId: string, detail: string): OAuthError {
-    return new OAuthError('invalid_client', `The client metadata document at ${clientId} is not usable: ${detail}`, { status: 401, detail });
+    const description = `The client metadata document at ${clientId} is not usable: ${detail}`;
+    return new OAuthError('invalid_client', description, { status: 401, detail, headers: CLIENT_CHALLENGE });
   }
 
   #checkUrl(clientId: string): URL {

@@ -1,5 +1,12 @@
 import type { Client, ClientMetadata } from '../db/schema.ts';
-import { GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS, checkRedirectUri, type ClientRegistration, type TokenEndpointAuthMethod } from './clients.ts';
+import {
+  GRANT_TYPES,
+  SUPPORTED_GRANT_TYPES,
+  TOKEN_ENDPOINT_AUTH_METHODS,
+  checkRedirectUri,
+  type ClientRegistration,
+  type TokenEndpointAuthMethod,
+} from './clients.ts';
 import { OAuthError } from './errors.ts';
 
 const MAX_STRING_LENGTH = 2000;
@@ -21,8 +28,11 @@ function readString(body: Record<string, unknown>, field: string, maxLength = MA
 function readStringArray(body: Record<string, unknown>, field: string, maxItems: number): string[] | undefined {
   const value = body[field];
   if (value === undefined || value === null) return undefined;
-  if (!Array.isArray(value) || value.some((item) => typeof item !== 'string' || item.length > MAX_STRING_LENGTH)) {
+  if (!Array.isArray(value) || value.some((item) => typeof item !== 'string')) {
     throw invalidMetadata(`${field} must be an array of strings`);
+  }
+  if (value.some((item: string) => item.length > MAX_STRING_LENGTH)) {
+    throw invalidMetadata(`Each entry of ${field} must be at most ${MAX_STRING_LENGTH} characters`);
   }
   if (value.length > maxItems) throw invalidMetadata(`${field} must have at most ${maxItems} entries`);
   return value as string[];
@@ -77,13 +87,19 @@ function readOptionalMetadata(body: Record<string, unknown>): ClientMetadata {
 }
 
 function readGrantAndResponseTypes(body: Record<string, unknown>): string[] {
-  // RFC 7591 section 2: grant_types defaults to authorization_code, response_types to code.
+  // RFC 7591 section 2: grant_types defaults to authorization_code.
   const grantTypes = readStringArray(body, 'grant_types', 10) ?? [GRANT_TYPES.authorizationCode];
-  const responseTypes = readStringArray(body, 'response_types', 5) ?? ['code'];
+  const unsupportedGrants = grantTypes.filter((grant) => !SUPPORTED_GRANT_TYPES.includes(grant));
+  if (unsupportedGrants.length > 0) throw invalidMetadata(`Unsupported grant_types: ${unsupportedGrants.join(', ')}`);
+
+  // RFC 7591 defaults response_types to code. An omitted one follows grant_types
+  // instead, so a client_credentials-only client need not send an empty list.
+  const usesCode = grantTypes.includes(GRANT_TYPES.authorizationCode);
+  const responseTypes = readStringArray(body, 'response_types', 5) ?? (usesCode ? ['code'] : []);
 
   const unsupported = responseTypes.filter((type) => type !== 'code');
   if (unsupported.length > 0) throw invalidMetadata(`Unsupported response_types: ${unsupported.join(', ')}; only code is supported`);
-  if (grantTypes.includes(GRANT_TYPES.authorizationCode) !== responseTypes.includes('code')) {
+  if (usesCode !== responseTypes.includes('code')) {
     throw invalidMetadata('grant_types authorization_code and response_types code must be registered together');
   }
   return grantTypes;

@@ -17,5 +17,6 @@ export async function revokeToken(context: OAuthContext, client: Client, paramet
   if (found === undefined || found.grant.client_id !== client.id) return false;
 
   await revokeGrant(context.db, found.grant.id, context.config.now());
+  context.audit.record({ event: 'token_revoked', userId: found.grant.user_id, clientId: client.id, detail: found.kind });
   return true;
 }

@@ -1,7 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createSession, deleteSession } from '../accounts/sessions.ts';
 import { AccountError, authenticateUser, createUser, normalizeEmail } from '../accounts/users.ts';
-import { countAttempt, resetAttempts } from '../db/rate-limits.ts';
 import { sha256Hex } from '../oauth/secrets.ts';
 import {
   clearSessionCookie,
@@ -12,11 +11,17 @@ import {
   readSessionId,
   safeNextPath,
   setSessionCookie,
+  recordEvent,
 } from './web.ts';
 
 /** Failed logins allowed per address and email in one window. */
 const LOGIN_ATTEMPTS = 10;
+/** Failed logins allowed per address, whatever the account, in one window. */
+const LOGIN_FAILURES_PER_ADDRESS = 50;
+/** Failed logins on one account, from anywhere, after which each attempt is slowed down. */
+const LOGIN_FAILURES_BEFORE_DELAY = 5;
 const LOGIN_WINDOW_SECONDS = 15 * 60;
+
 
 interface FormPage {
   template: 'login' | 'signup';
@@ -41,7 +46,7 @@ async function startSession(request: FastifyRequest, reply: FastifyReply, userId
 
 /** Sign-up, login and logout pages backed by server-side sessions. */
 export default async function accountRoutes(app: FastifyInstance): Promise<void> {
-  const { db, config } = app.speedgate;
+  const { db, config, rateLimiter } = app.speedgate;
 
   app.get<{ Querystring: { next?: string } }>('/accounts/login/', async (request, reply) => {
     const next = safeNextPath(request.query.next);
@@ -56,23 +61,40 @@ export default async function accountRoutes(app: FastifyInstance): Promise<void>
 
     // Counted per address and email together, so an attacker elsewhere cannot lock the owner out.
     const limitKey = `login:${sha256Hex(`${request.ip}|${email}`)}`;
-    const limit = await countAttempt(db, limitKey, LOGIN_ATTEMPTS, LOGIN_WINDOW_SECONDS, config.now());
+    const limit = await rateLimiter.hit(limitKey, LOGIN_ATTEMPTS, LOGIN_WINDOW_SECONDS);
     if (!limit.allowed) {
       reply.header('retry-after', String(limit.retryAfterSeconds));
       const error = `Too many sign-in attempts. Try again in ${Math.ceil(limit.retryAfterSeconds / 60)} minutes.`;
       return renderForm(request, reply, { template: 'login', title: 'Sign in', next, email, error }, 429);
     }
 
+    const addressKey = `login-failures:ip:${request.ip}`;
+    if (await rateLimiter.isLimited(addressKey, LOGIN_FAILURES_PER_ADDRESS, LOGIN_WINDOW_SECONDS)) {
+      reply.header('retry-after', String(LOGIN_WINDOW_SECONDS));
+      const error = 'Too many failed sign-ins from your network. Try again in 15 minutes.';
+      return renderForm(request, reply, { template: 'login', title: 'Sign in', next, email, error }, 429);
+    }
+
+    // Failures on one account from many addresses slow each attempt down
+    // rather than lock the account, so an attacker cannot lock its owner out.
+    const accountKey = `login-failures:account:${sha256Hex(email)}`;
+    if (await rateLimiter.isLimited(accountKey, LOGIN_FAILURES_BEFORE_DELAY, LOGIN_WINDOW_SECONDS)) {
+      await new Promise((resolve) => setTimeout(resolve, config.loginFailureDelayMs));
+    }
+
     const user = await authenticateUser(db, email, form.password ?? '');
     if (user === undefined) {
-      request.log.info({ event: 'login_failed' }, 'login failed');
+      await rateLimiter.hit(addressKey, LOGIN_FAILURES_PER_ADDRESS, LOGIN_WINDOW_SECONDS);
+      await rateLimiter.hit(accountKey, LOGIN_FAILURES_BEFORE_DELAY, LOGIN_WINDOW_SECONDS);
+      const account = await db.selectFrom('users').select('id').where('email', '=', email).executeTakeFirst();
+      recordEvent(request, 'login_failed', { userId: account?.id }, 'login failed');
       const error = 'The email address or password is incorrect.';
       return renderForm(request, reply, { template: 'login', title: 'Sign in', next, email, error }, 401);
     }
 
     // A correct password clears the count, so only failures since the last sign-in count.
-    await resetAttempts(db, limitKey);
-    request.log.info({ event: 'login_succeeded', userId: user.id }, 'login succeeded');
+    await rateLimiter.reset(limitKey, LOGIN_WINDOW_SECONDS);
+    recordEvent(request, 'login_succeeded', { userId: user.id }, 'login succeeded');
     return startSession(request, reply, user.id, next);
   });
 
@@ -86,9 +108,15 @@ export default async function accountRoutes(app: FastifyInstance): Promise<void>
     const next = safeNextPath(form.next);
     const page = { template: 'signup' as const, title: 'Create an account', next, email: form.email, name: form.name };
 
+    const limit = await rateLimiter.hit(`signup:ip:${request.ip}`, config.signupRateLimitPerHour, 3600);
+    if (!limit.allowed) {
+      reply.header('retry-after', String(limit.retryAfterSeconds));
+      return renderForm(request, reply, { ...page, error: 'Too many accounts created from your network. Try again later.' }, 429);
+    }
+
     try {
       const user = await createUser(db, { email: form.email ?? '', password: form.password ?? '', name: form.name }, config.now());
-      request.log.info({ event: 'user_created', userId: user.id }, 'user signed up');
+      recordEvent(request, 'user_created', { userId: user.id }, 'user signed up');
       return await startSession(request, reply, user.id, next);
     } catch (error) {
       if (!(error instanceof AccountError)) throw error;

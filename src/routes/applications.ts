@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import { revokeClientAccess } from '../oauth/consents.ts';
 import { OAuthError } from '../oauth/errors.ts';
-import { csrfTokenFor, currentUser, readForm, redirectToLogin } from './web.ts';
+import { csrfTokenFor, currentUser, readForm, redirectToLogin, recordEvent } from './web.ts';
 
 function formatTime(value: Date | string | null): string {
   if (value === null) return 'never';
@@ -61,7 +61,7 @@ export default async function applicationRoutes(app: FastifyInstance): Promise<v
     if (form.client_id === undefined) throw new OAuthError('invalid_request', 'Missing required parameter: client_id');
 
     await revokeClientAccess(db, user.id, form.client_id, config.now());
-    request.log.info({ event: 'access_revoked', userId: user.id, clientId: form.client_id }, 'application access revoked');
+    recordEvent(request, 'access_revoked', { userId: user.id, clientId: form.client_id }, 'application access revoked');
     return reply.redirect('/accounts/applications/', 303);
   });
 }

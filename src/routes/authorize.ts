@@ -9,7 +9,7 @@ import { createAuthorizationCode, findConsentedScopes, recordConsent } from '../
 import type { OAuthErrorCode } from '../oauth/errors.ts';
 import { readParameters, type Parameters } from '../oauth/parameters.ts';
 import { buildRedirect } from '../oauth/redirect-uris.ts';
-import { csrfTokenFor, currentUser, readForm, redirectToLogin } from './web.ts';
+import { csrfTokenFor, currentUser, readForm, redirectToLogin, recordEvent } from './web.ts';
 
 /** Authorization request parameters the consent form carries through to its POST. */
 const CARRIED_PARAMETERS = [
@@ -140,7 +140,7 @@ export default async function authorizeRoutes(app: FastifyInstance): Promise<voi
 
       const decision = { requested: authorization.scope, granted };
       await recordConsent(context.db, user.id, authorization.client.id, decision, config.now());
-      request.log.info({ event: 'consent_granted', userId: user.id, clientId: authorization.client.id, scope: granted.join(' ') }, 'consent granted');
+      recordEvent(request, 'consent_granted', { userId: user.id, clientId: authorization.client.id, detail: granted.join(' ') }, 'consent granted');
       return issueCode(reply, authorization, user, granted);
     } catch (error) {
       return handleAuthorizationError(reply, error);

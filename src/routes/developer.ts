@@ -5,7 +5,7 @@ import { GRANT_TYPES, registerClient, updateClient } from '../oauth/clients.ts';
 import { OAuthError } from '../oauth/errors.ts';
 import type { Parameters } from '../oauth/parameters.ts';
 import { randomToken, sha256Hex } from '../oauth/secrets.ts';
-import { csrfTokenFor, currentUser, readForm, redirectToLogin } from './web.ts';
+import { csrfTokenFor, currentUser, readForm, redirectToLogin, recordEvent } from './web.ts';
 
 /** Grant types offered on the form, by the short name used in field names. */
 const GRANT_CHOICES = [
@@ -153,7 +153,7 @@ export default async function developerRoutes(app: FastifyInstance): Promise<voi
         ownerId: user.id,
       }, config.now());
 
-      request.log.info({ event: 'client_registered', userId: user.id, clientId: client.id }, 'application registered on the developer page');
+      recordEvent(request, 'client_registered', { userId: user.id, clientId: client.id }, 'application registered on the developer page');
       return renderApp(request, reply, user, client, { newSecret: clientSecret, created: true }, 201);
     } catch (error) {
       if (!(error instanceof OAuthError)) throw error;
@@ -201,7 +201,7 @@ export default async function developerRoutes(app: FastifyInstance): Promise<voi
     // The old secret stops working at once: rotate after the new one is deployed.
     const secret = `sgs_${randomToken(32)}`;
     await db.updateTable('clients').set({ secret_hash: sha256Hex(secret) }).where('id', '=', client.id).execute();
-    request.log.info({ event: 'client_secret_rotated', userId: user.id, clientId: client.id }, 'client secret rotated');
+    recordEvent(request, 'client_secret_rotated', { userId: user.id, clientId: client.id }, 'client secret rotated');
     return renderApp(request, reply, user, client, { newSecret: secret });
   });
 
@@ -222,7 +222,7 @@ export default async function developerRoutes(app: FastifyInstance): Promise<voi
     // Deleting the client deletes its grants and refresh tokens (foreign keys cascade),
     // and the API rejects access tokens whose grant no longer exists.
     await db.deleteFrom('clients').where('id', '=', client.id).execute();
-    request.log.info({ event: 'client_deleted', userId: user.id, clientId: client.id }, 'application deleted');
+    recordEvent(request, 'client_deleted', { userId: user.id, clientId: client.id }, 'application deleted');
     return reply.redirect('/accounts/developer/', 303);
   });
 }

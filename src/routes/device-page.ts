@@ -1,10 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { DeviceCode, User } from '../db/schema.ts';
-import { countAttempt, isLimited } from '../db/rate-limits.ts';
 import { findClient } from '../oauth/clients.ts';
 import { decideDeviceCode, findDeviceCode, formatUserCode, normalizeUserCode } from '../oauth/device-codes.ts';
 import { sha256Hex } from '../oauth/secrets.ts';
-import { csrfTokenFor, currentUser, readForm, readSessionId, redirectToLogin } from './web.ts';
+import { csrfTokenFor, currentUser, readForm, readSessionId, redirectToLogin, recordEvent } from './web.ts';
 
 /** Wrong user codes allowed per browser session, and per address, in one window. */
 const WRONG_CODES_PER_SESSION = 10;
@@ -24,7 +23,7 @@ function describeAge(from: Date, now: Date): string {
 /** Registers the RFC 8628 verification page, where a user enters a code, reviews the request and approves or denies it. */
 export default async function devicePageRoutes(app: FastifyInstance): Promise<void> {
   const context = app.speedgate;
-  const { db, config, scopes } = context;
+  const { db, config, scopes, rateLimiter } = context;
 
   function rateLimitKeys(request: FastifyRequest): string[] {
     const sessionKey = `device-code:session:${sha256Hex(readSessionId(request) ?? '')}`;
@@ -33,17 +32,16 @@ export default async function devicePageRoutes(app: FastifyInstance): Promise<vo
 
   async function isBlocked(request: FastifyRequest): Promise<boolean> {
     const [sessionKey, addressKey] = rateLimitKeys(request);
-    const now = config.now();
     return (
-      (await isLimited(db, sessionKey, WRONG_CODES_PER_SESSION, now)) ||
-      (await isLimited(db, addressKey, WRONG_CODES_PER_ADDRESS, now))
+      (await rateLimiter.isLimited(sessionKey, WRONG_CODES_PER_SESSION, WRONG_CODE_WINDOW_SECONDS)) ||
+      (await rateLimiter.isLimited(addressKey, WRONG_CODES_PER_ADDRESS, WRONG_CODE_WINDOW_SECONDS))
     );
   }
 
   async function countWrongCode(request: FastifyRequest): Promise<void> {
     const [sessionKey, addressKey] = rateLimitKeys(request);
-    await countAttempt(db, sessionKey, WRONG_CODES_PER_SESSION, WRONG_CODE_WINDOW_SECONDS, config.now());
-    await countAttempt(db, addressKey, WRONG_CODES_PER_ADDRESS, WRONG_CODE_WINDOW_SECONDS, config.now());
+    await rateLimiter.hit(sessionKey, WRONG_CODES_PER_SESSION, WRONG_CODE_WINDOW_SECONDS);
+    await rateLimiter.hit(addressKey, WRONG_CODES_PER_ADDRESS, WRONG_CODE_WINDOW_SECONDS);
   }
 
   async function lookUp(request: FastifyRequest, input: string): Promise<Lookup> {
@@ -122,7 +120,7 @@ export default async function devicePageRoutes(app: FastifyInstance): Promise<vo
     const decided = await decideDeviceCode(db, found.row.id, user.id, approved, config.now());
     if (!decided) return renderEntry(request, reply, user, '', 'That code has already been used.', 400);
 
-    request.log.info({ event: approved ? 'device_approved' : 'device_denied', userId: user.id, clientId: found.row.client_id }, 'device authorization decided');
+    recordEvent(request, approved ? 'device_approved' : 'device_denied', { userId: user.id, clientId: found.row.client_id }, 'device authorization decided');
     return reply.header('cache-control', 'no-store').view('device-done', { title: approved ? 'Device connected' : 'Request denied', user, approved });
   });
 }

@@ -7,6 +7,7 @@ import { introspectToken } from '../oauth/introspection.ts';
 import { revokeToken } from '../oauth/revocation.ts';
 import { readParameters } from '../oauth/parameters.ts';
 import { handleTokenRequest } from '../oauth/token-endpoint.ts';
+import { FailureLimiter } from './failure-limiter.ts';
 
 // RFC 6749 section 5.1: token responses must not be cached.
 function noStore(reply: FastifyReply): FastifyReply {
@@ -14,20 +15,21 @@ function noStore(reply: FastifyReply): FastifyReply {
 }
 
 const FORM_MEDIA_TYPE = 'application/x-www-form-urlencoded';
+const JSON_MEDIA_TYPE = 'application/json';
 
 /**
- * Rejects a body that is not form-encoded (RFC 6749 section 3.2) with a 400
- * invalid_request. It runs before Fastify parses the body, so JSON, text and
- * unregistered types get the same error. A POST without a body passes, to be
- * rejected for its missing parameters.
+ * Rejects a body that is neither form-encoded (RFC 6749 section 3.2) nor
+ * JSON, which some platforms send, with a 400 invalid_request. It runs before
+ * Fastify parses the body, so text and unregistered types get the same
+ * error. A POST without a body passes, to be rejected for its missing parameters.
  */
 async function requireFormBody(request: FastifyRequest): Promise<void> {
   const mediaType = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-  if (mediaType === FORM_MEDIA_TYPE) return;
+  if (mediaType === FORM_MEDIA_TYPE || mediaType === JSON_MEDIA_TYPE) return;
 
   const hasBody = request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0;
   if (mediaType === '' && !hasBody) return;
-  throw invalidRequest(`The Content-Type must be ${FORM_MEDIA_TYPE}`);
+  throw invalidRequest(`The Content-Type must be ${FORM_MEDIA_TYPE} or ${JSON_MEDIA_TYPE}`);
 }
 
 function requester(request: FastifyRequest) {
@@ -37,7 +39,10 @@ function requester(request: FastifyRequest) {
 /** Registers the token, device authorization, revocation and introspection endpoints. */
 export default async function oauthRoutes(app: FastifyInstance): Promise<void> {
   const context = app.speedgate;
+  const failures = new FailureLimiter(context.rateLimiter, context.config.oauthFailureLimit, 60);
   app.addHook('onRequest', requireFormBody);
+  app.addHook('preHandler', async (request) => failures.check(request));
+  app.addHook('onError', async (request, _reply, error) => failures.record(request, error));
 
   app.post('/o/token/', async (request, reply) => {
     const parameters = readParameters(request.body);
@@ -59,7 +64,6 @@ export default async function oauthRoutes(app: FastifyInstance): Promise<void> {
     const client = await authenticateClient(context, parameters, request.headers.authorization);
     const revoked = await revokeToken(context, client, parameters);
 
-    if (revoked) request.log.info({ event: 'token_revoked', clientId: client.id }, 'token revoked');
     return noStore(reply).status(200).send();
   });
 

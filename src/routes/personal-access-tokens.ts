@@ -7,12 +7,11 @@ import {
   scopesForUser,
 } from '../accounts/personal-access-tokens.ts';
 import { AccountError } from '../accounts/users.ts';
-import { countAttempt } from '../db/rate-limits.ts';
 import type { PersonalAccessToken, User } from '../db/schema.ts';
 import { OAuthError } from '../oauth/errors.ts';
 import type { Parameters } from '../oauth/parameters.ts';
 import { randomToken } from '../oauth/secrets.ts';
-import { csrfTokenFor, currentUser, readForm, redirectToLogin } from './web.ts';
+import { csrfTokenFor, currentUser, readForm, redirectToLogin, recordEvent } from './web.ts';
 
 const EXPIRY_PRESETS_DAYS = [7, 30, 60, 90];
 const SCOPE_CHECKBOX_PREFIX = 'scope:';
@@ -95,7 +94,7 @@ function readLeakReport(body: unknown): { token: string; source: string | undefi
 
 /** Registers the personal access token page and the public leak-report endpoint. */
 export default async function personalAccessTokenRoutes(app: FastifyInstance): Promise<void> {
-  const { db, config, scopes } = app.speedgate;
+  const { db, config, scopes, rateLimiter } = app.speedgate;
 
   async function renderPage(request: FastifyRequest, reply: FastifyReply, user: User, extra: Record<string, unknown> = {}, status = 200) {
     const now = config.now();
@@ -137,7 +136,7 @@ export default async function personalAccessTokenRoutes(app: FastifyInstance): P
     try {
       const now = config.now();
       const { token, row } = await createPat(db, scopes, user, { name: form.name ?? '', scopes: chosen, expiresAt: readExpiry(form, now), formId: form.form_id }, now);
-      request.log.info({ event: 'pat_created', userId: user.id, tokenId: row.id }, 'personal access token created');
+      recordEvent(request, 'pat_created', { userId: user.id, detail: `${row.name} (${row.display_prefix}…)` }, 'personal access token created');
       return renderPage(request, reply, user, { newToken: { value: token, name: row.name } }, 201);
     } catch (error) {
       if (!(error instanceof AccountError)) throw error;
@@ -169,25 +168,26 @@ export default async function personalAccessTokenRoutes(app: FastifyInstance): P
     const revoked = /^[0-9a-f-]{36}$/.test(request.params.id) && (await revokePat(db, user.id, request.params.id, config.now()));
     if (!revoked) throw new OAuthError('invalid_request', 'No active token with this id among your tokens', { status: 404 });
 
-    request.log.info({ event: 'pat_revoked', userId: user.id, tokenId: request.params.id }, 'personal access token revoked');
+    recordEvent(request, 'pat_revoked', { userId: user.id, detail: request.params.id }, 'personal access token revoked');
     return reply.redirect('/accounts/tokens/', 303);
   });
 
   // Anyone who finds a leaked token may report it here without authenticating.
   // Every report gets the same 202, so the response reveals nothing about the token.
   app.post('/o/leaked_tokens/', async (request, reply) => {
-    const limit = await countAttempt(db, `leak-report:${request.ip}`, LEAK_REPORTS_PER_MINUTE, 60, config.now());
+    const limit = await rateLimiter.hit(`leak-report:${request.ip}`, LEAK_REPORTS_PER_MINUTE, 60);
     if (!limit.allowed) {
       reply.header('retry-after', String(limit.retryAfterSeconds));
       throw new OAuthError('invalid_request', 'Too many reports from this address; retry later', { status: 429 });
     }
 
     const reports = readLeakReport(request.body);
-    let revoked = 0;
     for (const report of reports) {
-      if (await revokeLeakedPat(db, report.token, report.source, config.now())) revoked++;
+      const owner = await revokeLeakedPat(db, report.token, report.source, config.now());
+      if (owner === undefined) continue;
+
+      recordEvent(request, 'pat_leak_reported', { userId: owner.userId, detail: report.source }, 'personal access token revoked after a leak report');
     }
-    if (revoked > 0) request.log.warn({ event: 'pat_leak_reported', revoked }, 'revoked personal access tokens reported as leaked');
     return reply.status(202).header('cache-control', 'no-store').send({ received: reports.length });
   });
 }

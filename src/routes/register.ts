@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { countAttempt } from '../db/rate-limits.ts';
 import type { Client } from '../db/schema.ts';
 import { findClient, registerClient, updateClient } from '../oauth/clients.ts';
 import { OAuthError } from '../oauth/errors.ts';
 import { describeClient, readRegistrationRequest } from '../oauth/registration.ts';
 import { constantTimeEqual, sha256Hex } from '../oauth/secrets.ts';
+import { recordEvent } from './web.ts';
 
 const BEARER = /^Bearer\s+(\S+)$/i;
 
@@ -25,7 +25,7 @@ function requireJson(request: FastifyRequest): void {
 
 /** Registers RFC 7591 dynamic client registration and the RFC 7592 client configuration endpoint. */
 export default async function registerRoutes(app: FastifyInstance): Promise<void> {
-  const { db, config, scopes } = app.speedgate;
+  const { db, config, scopes, rateLimiter } = app.speedgate;
 
   function checkInitialAccessToken(request: FastifyRequest): void {
     const expected = config.dcrInitialAccessToken;
@@ -55,13 +55,14 @@ export default async function registerRoutes(app: FastifyInstance): Promise<void
     if (!config.dcrEnabled) {
       throw new OAuthError('access_denied', 'Dynamic client registration is disabled on this server', { status: 403 });
     }
-    checkInitialAccessToken(request);
 
-    const limit = await countAttempt(db, `register:${request.ip}`, config.dcrRateLimitPerHour, 3600, config.now());
+    // Counted before the initial access token is checked, so wrong tokens cannot be tried at full speed.
+    const limit = await rateLimiter.hit(`register:${request.ip}`, config.dcrRateLimitPerHour, 3600);
     if (!limit.allowed) {
       reply.header('retry-after', String(limit.retryAfterSeconds));
       throw new OAuthError('invalid_request', 'Too many registrations from this address; retry later', { status: 429 });
     }
+    checkInitialAccessToken(request);
 
     requireJson(request);
     const registration = readRegistrationRequest(request.body);
@@ -72,7 +73,7 @@ export default async function registerRoutes(app: FastifyInstance): Promise<void
       config.now(),
     );
 
-    request.log.info({ event: 'client_registered', clientId: client.id }, 'client registered');
+    recordEvent(request, 'client_registered', { clientId: client.id, detail: 'dynamic registration' }, 'client registered');
     return sendClient(reply, 201, client, { clientSecret, registrationAccessToken });
   });
 
@@ -96,7 +97,7 @@ export default async function registerRoutes(app: FastifyInstance): Promise<void
 
     const registration = readRegistrationRequest(body);
     const updated = await updateClient(db, scopes, client, { ...registration, registrationType: client.registration_type });
-    request.log.info({ event: 'client_updated', clientId: client.id }, 'client registration updated');
+    recordEvent(request, 'client_updated', { clientId: client.id }, 'client registration updated');
     return sendClient(reply, 200, updated);
   });
 
@@ -104,7 +105,7 @@ export default async function registerRoutes(app: FastifyInstance): Promise<void
     const client = await authenticateConfiguration(request);
     await db.deleteFrom('clients').where('id', '=', client.id).execute();
 
-    request.log.info({ event: 'client_deleted', clientId: client.id }, 'client registration deleted');
+    recordEvent(request, 'client_deleted', { clientId: client.id }, 'client registration deleted');
     return reply.status(204).send();
   });
 }

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { createCsrfToken, verifyCsrfToken } from '../accounts/csrf.ts';
 import { findSessionUser } from '../accounts/sessions.ts';
+import type { AuditEventName } from '../db/audit-log.ts';
 import type { User } from '../db/schema.ts';
 import { OAuthError } from '../oauth/errors.ts';
 import { readParameters, type Parameters } from '../oauth/parameters.ts';
@@ -113,4 +114,23 @@ export function redirectToLogin(request: FastifyRequest, reply: FastifyReply): F
 
 export function clientAddress(request: FastifyRequest) {
   return { ip: request.ip, userAgent: request.headers['user-agent'] };
+}
+
+/**
+ * Logs a security event and adds it to the audit log with the request's
+ * address and user agent. `fields` must never carry a secret.
+ */
+export function recordEvent(
+  request: FastifyRequest,
+  event: AuditEventName,
+  fields: { userId?: string | null; clientId?: string | null; detail?: string },
+  message: string,
+): void {
+  request.log.info({ event, userId: fields.userId, clientId: fields.clientId }, message);
+  request.server.speedgate.audit.record({
+    event,
+    ...fields,
+    ip: request.ip,
+    userAgent: request.headers['user-agent'],
+  });
 }

@@ -55,6 +55,10 @@ export async function startServer(t: Test, options: StartOptions = {}): Promise<
       PORT: String(port),
       ISSUER: `http://127.0.0.1:${port}`,
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+      // Every test request comes from 127.0.0.1: tests of these limits set them low themselves.
+      OAUTH_FAILURE_LIMIT: '100000',
+      DCR_RATE_LIMIT: '100000',
+      SIGNUP_RATE_LIMIT: '100000',
       ...database.env,
       ...options.env,
     },

@@ -28,6 +28,7 @@ async function redeemCode(context: OAuthContext, client: Client, parameters: Par
     // RFC 6749 section 4.1.2: a code used twice revokes what the first use issued.
     if (code.consumed_at !== null) {
       if (code.grant_id !== null) await revokeGrant(trx, code.grant_id, now);
+      context.audit.record({ event: 'code_reuse_detected', userId: code.user_id, clientId: client.id });
       return invalid('The authorization code has already been used');
     }
     if (code.expires_at <= now) return invalid('The authorization code has expired');
@@ -66,6 +67,7 @@ async function redeemCode(context: OAuthContext, client: Client, parameters: Par
       .execute();
 
     const withRefreshToken = client.grant_types.includes(GRANT_TYPES.refreshToken);
+    context.audit.record({ event: 'token_issued', userId: code.user_id, clientId: client.id, detail: `authorization_code: ${code.scope}` });
     return { response: await issueTokens(trx, context, grant, code.scope, withRefreshToken) };
   });
 }

@@ -74,6 +74,7 @@ async function pollDeviceCode(context: OAuthContext, client: Client, parameters:
       now,
     });
     const withRefreshToken = client.grant_types.includes(GRANT_TYPES.refreshToken);
+    context.audit.record({ event: 'token_issued', userId: row.user_id, clientId: client.id, detail: `device_code: ${row.scope}` });
     return { response: await issueTokens(trx, context, grant, row.scope, withRefreshToken) };
   });
 }

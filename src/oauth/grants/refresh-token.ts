@@ -77,6 +77,7 @@ async function rotateRefreshToken(context: OAuthContext, client: Client, paramet
 
       // A rotated token coming back after the grace window means two parties hold the family: end it.
       await revokeGrant(trx, grant.id, now);
+      context.audit.record({ event: 'refresh_token_reuse_detected', userId: grant.user_id, clientId: grant.client_id });
       return { error: invalid };
     }
     if (token.expires_at <= now) return { error: invalid };
@@ -92,6 +93,7 @@ async function rotateRefreshToken(context: OAuthContext, client: Client, paramet
       .set({ rotated_at: now, successor_response: sealResponse(response, raw, token.id) })
       .where('id', '=', token.id)
       .execute();
+    context.audit.record({ event: 'token_refreshed', userId: grant.user_id, clientId: grant.client_id, detail: scope });
     return { response };
   });
 }
