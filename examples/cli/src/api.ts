@@ -1,4 +1,4 @@
-import { CliError, LOG_IN_AGAIN } from './errors.ts';
+import { CliError } from './errors.ts';
 import { asObject, requestJson, type JsonResponse } from './http.ts';
 import type { TokenSource } from './token-source.ts';
 
@@ -18,18 +18,21 @@ function describeApiError(body: unknown): string {
   return typeof fields.error === 'string' ? fields.error : 'no error description';
 }
 
-function checkApiResponse(path: string, response: JsonResponse): unknown {
+function forbiddenMessage(tokens: TokenSource, path: string, body: unknown): string {
+  const { error, scope } = asObject(body);
+  if (error === 'insufficient_scope' && typeof scope === 'string' && scope !== '') {
+    return tokens.missingScopeMessage(scope);
+  }
+  return `GET ${path} was forbidden (HTTP 403): ${describeApiError(body)}`;
+}
+
+function checkApiResponse(tokens: TokenSource, path: string, response: JsonResponse): unknown {
   const { status, body } = response;
   if (status >= 200 && status < 300) return body;
 
-  const description = describeApiError(body);
-  if (status === 401) {
-    throw new CliError(`The server rejected the access token: ${description}. ${LOG_IN_AGAIN}`);
-  }
-  if (status === 403) {
-    throw new CliError(`${description}. Run speedgate-cli login with a --scope that includes it.`);
-  }
-  throw new CliError(`GET ${path} failed with HTTP ${status}: ${description}`);
+  if (status === 401) throw new CliError(tokens.rejectedMessage(describeApiError(body)));
+  if (status === 403) throw new CliError(forbiddenMessage(tokens, path, body));
+  throw new CliError(`GET ${path} failed with HTTP ${status}: ${describeApiError(body)}`);
 }
 
 /**
@@ -48,7 +51,7 @@ export async function getJson(tokens: TokenSource, path: string): Promise<unknow
   if (response.status === 401 && (await tokens.renew())) {
     response = await send();
   }
-  return checkApiResponse(path, response);
+  return checkApiResponse(tokens, path, response);
 }
 
 /** Checks that a `GET /api/v1/me/` body has the fields the CLI prints. */

@@ -150,3 +150,17 @@ export function loadCredentials(env: NodeJS.ProcessEnv = process.env): Credentia
   }
   return parsed;
 }
+
+/**
+ * Deletes the credentials file, if there is one, and returns its path. The
+ * folder stays, because other files may live in it.
+ */
+export function deleteCredentials(env: NodeJS.ProcessEnv = process.env): string {
+  const file = credentialsPath(env);
+  try {
+    rmSync(file, { force: true });
+  } catch (error) {
+    throw new CliError(`Could not delete ${file}: ${(error as Error).message}`);
+  }
+  return file;
+}

@@ -46,3 +46,14 @@ export class OAuthResponseError extends CliError {
 export function printable(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '');
 }
+
+/** Pattern of a personal access token inside a text, from its prefix to its last character. */
+const PERSONAL_ACCESS_TOKEN = /spd_[0-9A-Za-z]*/g;
+
+/**
+ * Replaces every personal access token in `text` with `spd_…`, so an error
+ * that repeats a command-line argument never shows the token.
+ */
+export function redactTokens(text: string): string {
+  return text.replace(PERSONAL_ACCESS_TOKEN, 'spd_…');
+}

@@ -31,26 +31,58 @@ export function asObject(body: unknown): Record<string, unknown> {
   return typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
 }
 
-/** Sends a request and parses the JSON body of the response, whatever its status. */
-export async function requestJson(url: string, init: JsonRequest = {}): Promise<JsonResponse> {
-  let response: Response;
-  let text: string;
+/** A response as the server sent it: the status and the body as text. */
+export interface TextResponse {
+  status: number;
+  text: string;
+}
+
+/** Sends a request and returns the response's status and body, whatever the status. */
+export async function requestText(url: string, init: JsonRequest = {}): Promise<TextResponse> {
   try {
-    response = await fetch(url, {
+    const response = await fetch(url, {
       ...init,
       headers: { accept: 'application/json', 'user-agent': USER_AGENT, ...init.headers },
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
-    text = await response.text();
+    return { status: response.status, text: await response.text() };
   } catch (error) {
     throw new NetworkError(describeFetchFailure(url, error));
   }
+}
 
+/** Sends a request and parses the JSON body of the response, whatever its status. */
+export async function requestJson(url: string, init: JsonRequest = {}): Promise<JsonResponse> {
+  const { status, text } = await requestText(url, init);
   try {
-    return { status: response.status, body: JSON.parse(text) };
+    return { status, body: JSON.parse(text) };
   } catch {
-    throw new CliError(`The server returned HTTP ${response.status} without a JSON body from ${url}`);
+    throw new CliError(`The server returned HTTP ${status} without a JSON body from ${url}`);
   }
+}
+
+/** Sends form-encoded fields in a POST and returns the response's status and body. */
+export async function postForm(url: string, fields: Record<string, string>): Promise<TextResponse> {
+  return requestText(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(fields).toString(),
+  });
+}
+
+/**
+ * Converts a failed OAuth response into an error: OAuthResponseError for an
+ * RFC 6749 section 5.2 error body, a CliError naming the status otherwise.
+ */
+export function oauthFailure(url: string, status: number, body: unknown): CliError {
+  const result = asObject(body);
+  if (typeof result.error !== 'string') {
+    return new CliError(`The server returned HTTP ${status} from ${url}`);
+  }
+
+  const description =
+    typeof result.error_description === 'string' ? result.error_description : undefined;
+  return new OAuthResponseError(result.error, description);
 }
 
 /**
@@ -67,13 +99,6 @@ export async function postOAuthForm(
     body: new URLSearchParams(fields).toString(),
   });
 
-  const result = asObject(body);
-  if (status === 200) return result;
-
-  if (typeof result.error === 'string') {
-    const description =
-      typeof result.error_description === 'string' ? result.error_description : undefined;
-    throw new OAuthResponseError(result.error, description);
-  }
-  throw new CliError(`The server returned HTTP ${status} from ${url}`);
+  if (status === 200) return asObject(body);
+  throw oauthFailure(url, status, body);
 }

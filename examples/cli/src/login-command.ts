@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { credentialsFromTokens, saveCredentials } from './credentials.ts';
 import { pollForTokens, printInstructions, requestDeviceAuthorization } from './device-login.ts';
 import { UsageError, printable } from './errors.ts';
-import { parseServerUrl } from './server-url.ts';
+import { serverFromSettings } from './server-url.ts';
 
 export const LOGIN_HELP = `Usage: speedgate-cli login [--server URL] [--client-id ID] [--scope SCOPES]
 
@@ -55,13 +55,7 @@ export async function runLogin(args: string[]): Promise<void> {
   }
 
   const { env } = process;
-  const rawServer = requireSetting(
-    values.server ?? env.SPEEDGATE_SERVER,
-    '--server',
-    'SPEEDGATE_SERVER',
-  );
-  const serverSource = values.server === undefined ? 'SPEEDGATE_SERVER' : '--server';
-  const server = parseServerUrl(rawServer, serverSource);
+  const server = serverFromSettings(values.server, env);
   const rawClientId = values['client-id'] ?? env.SPEEDGATE_CLIENT_ID;
   const clientId = requireSetting(rawClientId, '--client-id', 'SPEEDGATE_CLIENT_ID');
   const scopes = values.scope?.split(/\s+/).filter((name) => name !== '') ?? [];

@@ -26,3 +26,15 @@ export function parseServerUrl(raw: string, source: string): string {
   }
   return url.href.replace(/\/+$/, '');
 }
+
+/**
+ * Returns the server URL from the `--server` option, or from SPEEDGATE_SERVER
+ * when the option is absent. Throws a usage error when neither is set.
+ */
+export function serverFromSettings(option: string | undefined, env: NodeJS.ProcessEnv): string {
+  const raw = option ?? env.SPEEDGATE_SERVER;
+  if (raw === undefined || raw.trim() === '') {
+    throw new UsageError('Missing --server. Give it as an option or set SPEEDGATE_SERVER.');
+  }
+  return parseServerUrl(raw.trim(), option === undefined ? 'SPEEDGATE_SERVER' : '--server');
+}

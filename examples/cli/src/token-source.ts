@@ -9,8 +9,7 @@ import { refreshTokens } from './tokens.ts';
 
 /**
  * Supplies the bearer token for API requests. Stored OAuth tokens can be
- * refreshed. A personal access token given on the command line could not, so
- * its `renew` would return false.
+ * refreshed. A personal access token cannot, so its `renew` returns false.
  */
 export interface TokenSource {
   /** The server that issued the token, without a trailing slash. */
@@ -18,6 +17,10 @@ export interface TokenSource {
   accessToken(): Promise<string>;
   /** Replaces a token the API rejected. Returns false when the token cannot be renewed. */
   renew(): Promise<boolean>;
+  /** Builds the message for a token that the API rejects with 401, from the server's reason. */
+  rejectedMessage(description: string): string;
+  /** Builds the message for a token that lacks `scope`, which the API reported with a 403. */
+  missingScopeMessage(scope: string): string;
 }
 
 /** The tokens that `login` stored, refreshed and stored again when the access token expires. */
@@ -36,6 +39,17 @@ export class StoredTokenSource implements TokenSource {
   async accessToken(): Promise<string> {
     if (isExpired(this.#credentials)) await this.#refresh();
     return this.#credentials.access_token;
+  }
+
+  rejectedMessage(description: string): string {
+    return `The server rejected the access token: ${description}. ${LOG_IN_AGAIN}`;
+  }
+
+  missingScopeMessage(scope: string): string {
+    const granted = this.#credentials.scope?.split(' ').filter((name) => name !== '') ?? [];
+    const request = [...new Set([...granted, ...scope.split(' ')])].join(' ');
+    const advice = `Run speedgate-cli login --scope "${request}" to request it.`;
+    return `The access token lacks the scope ${scope}. ${advice}`;
   }
 
   async renew(): Promise<boolean> {

@@ -1,5 +1,5 @@
 import { CliError } from './errors.ts';
-import { postOAuthForm } from './http.ts';
+import { oauthFailure, postForm, postOAuthForm } from './http.ts';
 
 export const DEVICE_CODE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_code';
 
@@ -53,4 +53,30 @@ export async function refreshTokens(
 ): Promise<TokenSet> {
   const fields = { grant_type: 'refresh_token', refresh_token: refreshToken, client_id: clientId };
   return requestTokens(server, fields);
+}
+
+/**
+ * Revokes a token for a public client (RFC 7009). The server returns 200 for
+ * a token that it does not know as well, so success does not prove that the
+ * token existed. Throws NetworkError when the server cannot be reached, and
+ * OAuthResponseError or CliError when it rejects the request.
+ */
+export async function revokeToken(
+  server: string,
+  clientId: string,
+  token: string,
+  tokenTypeHint: 'refresh_token' | 'access_token',
+): Promise<void> {
+  const url = `${server}/o/revoke_token/`;
+  const fields = { token, token_type_hint: tokenTypeHint, client_id: clientId };
+  const { status, text } = await postForm(url, fields);
+  if (status === 200) return;
+
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  throw oauthFailure(url, status, body);
 }
