@@ -2,9 +2,14 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 /** A scope an operator may add to the registry through `SCOPES_FILE`. */
+/** How much a scope lets an application do, shown as a label next to it. */
+export type ScopeRisk = 'read' | 'write' | 'admin';
+
 export interface ScopeDefinition {
   name: string;
   description: string;
+  /** Defaults to `write` for names starting with `write:`, else `read`. */
+  risk?: ScopeRisk;
 }
 
 /** Settings of one Speedgate server, parsed once from the environment. */
@@ -133,7 +138,7 @@ function readScopesFile(env: Env): ScopeDefinition[] {
   }
 
   if (!Array.isArray(parsed)) {
-    throw new ConfigError('SCOPES_FILE must contain a JSON array of {"name", "description"} objects');
+    throw new ConfigError('SCOPES_FILE must contain a JSON array of {"name", "description", "risk"} objects');
   }
 
   return parsed.map((entry, index) => {
@@ -145,7 +150,11 @@ function readScopesFile(env: Env): ScopeDefinition[] {
     if (typeof description !== 'string' || description.trim() === '' || description.length > 200) {
       throw new ConfigError(`SCOPES_FILE entry ${index} (${name}): description must be 1 to 200 characters`);
     }
-    return { name, description };
+    const risk = entry?.risk;
+    if (risk !== undefined && risk !== 'read' && risk !== 'write' && risk !== 'admin') {
+      throw new ConfigError(`SCOPES_FILE entry ${index} (${name}): risk must be read, write or admin`);
+    }
+    return { name, description, risk };
   });
 }
 

@@ -1,18 +1,19 @@
-import type { ScopeDefinition } from '../config.ts';
+import type { ScopeDefinition, ScopeRisk } from '../config.ts';
 import { OAuthError } from './errors.ts';
 
 export interface Scope extends ScopeDefinition {
+  risk: ScopeRisk;
   /** Reserved scopes are never granted to third-party applications. */
   reserved: boolean;
 }
 
 const BUILT_IN_SCOPES: readonly Scope[] = [
-  { name: 'read:profile', description: 'Read your name and email address', reserved: false },
-  { name: 'write:profile', description: 'Change your name', reserved: false },
-  { name: 'read:teams', description: 'See your teams and their members', reserved: false },
-  { name: 'write:teams', description: 'Invite people to your teams', reserved: false },
-  { name: 'read:products', description: 'Read the product catalogue', reserved: false },
-  { name: 'admin', description: 'Administer this Speedgate server', reserved: true },
+  { name: 'read:profile', description: 'Read your name and email address', risk: 'read', reserved: false },
+  { name: 'write:profile', description: 'Change your name', risk: 'write', reserved: false },
+  { name: 'read:teams', description: 'See your teams and their members', risk: 'read', reserved: false },
+  { name: 'write:teams', description: 'Invite people to your teams', risk: 'write', reserved: false },
+  { name: 'read:products', description: 'Read the product catalogue', risk: 'read', reserved: false },
+  { name: 'admin', description: 'Administer this Speedgate server', risk: 'admin', reserved: true },
 ];
 
 /** The scopes this server knows, built in and added by the operator. */
@@ -26,7 +27,8 @@ export class ScopeRegistry {
       if (this.#scopes.has(scope.name)) {
         throw new Error(`Scope ${scope.name} is already defined; remove it from SCOPES_FILE`);
       }
-      this.#scopes.set(scope.name, { ...scope, reserved: false });
+      const risk = scope.risk ?? (scope.name.startsWith('write:') ? 'write' : 'read');
+      this.#scopes.set(scope.name, { ...scope, risk, reserved: false });
     }
   }
 

@@ -81,6 +81,7 @@ export default async function authorizeRoutes(app: FastifyInstance): Promise<voi
       name,
       field: `${SCOPE_CHECKBOX_PREFIX}${name}`,
       description: scopes.get(name)?.description ?? name,
+      risk: scopes.get(name)?.risk ?? 'read',
       alreadyGranted: consented.includes(name),
     }));
 

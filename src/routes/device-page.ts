@@ -62,20 +62,28 @@ export default async function devicePageRoutes(app: FastifyInstance): Promise<vo
     return { row };
   }
 
-  async function renderEntry(request: FastifyRequest, reply: FastifyReply, user: User, userCode: string, error?: string, status = 200) {
+  async function renderEntry(request: FastifyRequest, reply: FastifyReply, user: User, userCode: string, error?: string, status = 200, viaLink = false) {
     const csrfToken = csrfTokenFor(request, reply);
-    return reply.status(status).header('cache-control', 'no-store').view('device', { title: 'Connect a device', user, csrfToken, userCode, error });
+    return reply
+      .status(status)
+      .header('cache-control', 'no-store')
+      .view('device', { title: 'Connect a device', user, csrfToken, userCode, error, viaLink });
   }
 
-  async function renderConfirm(request: FastifyRequest, reply: FastifyReply, user: User, row: DeviceCode, userCode: string) {
+  // A user who followed a verification_uri_complete link did not type the code, so an
+  // attacker may have sent the link (RFC 8628 section 5.4): approving then needs an
+  // explicit confirmation that the code matches the one on the user's own device.
+  async function renderConfirm(request: FastifyRequest, reply: FastifyReply, user: User, row: DeviceCode, userCode: string, viaLink: boolean, error?: string) {
     const client = await findClient(db, row.client_id);
     const requestedScopes = row.scope
       .split(' ')
       .filter((name) => name !== '')
-      .map((name) => ({ name, description: scopes.get(name)?.description ?? name }));
+      .map((name) => ({ name, description: scopes.get(name)?.description ?? name, risk: scopes.get(name)?.risk ?? 'read' }));
 
-    return reply.header('cache-control', 'no-store').view('device-confirm', {
+    return reply.status(error === undefined ? 200 : 400).header('cache-control', 'no-store').view('device-confirm', {
       title: 'Approve this device?',
+      viaLink,
+      error,
       user,
       csrfToken: csrfTokenFor(request, reply),
       userCode,
@@ -93,7 +101,7 @@ export default async function devicePageRoutes(app: FastifyInstance): Promise<vo
     if (user === undefined) return redirectToLogin(request, reply);
 
     const prefilled = typeof request.query.user_code === 'string' ? request.query.user_code.slice(0, 20) : '';
-    return renderEntry(request, reply, user, prefilled);
+    return renderEntry(request, reply, user, prefilled, undefined, 200, prefilled !== '');
   });
 
   app.post('/o/device/', async (request, reply) => {
@@ -112,8 +120,14 @@ export default async function devicePageRoutes(app: FastifyInstance): Promise<vo
     if ('error' in found) return renderEntry(request, reply, user, input.slice(0, 20), found.error, found.status);
 
     const decision = form.action;
+    const viaLink = form.via === 'link';
+    const displayCode = formatUserCode(normalizeUserCode(input) ?? '');
     if (decision !== 'approve' && decision !== 'deny') {
-      return renderConfirm(request, reply, user, found.row, formatUserCode(normalizeUserCode(input) ?? ''));
+      return renderConfirm(request, reply, user, found.row, displayCode, viaLink);
+    }
+    if (decision === 'approve' && viaLink && form.code_matches !== 'on') {
+      const error = 'Confirm that this code matches the one shown on your device before approving.';
+      return renderConfirm(request, reply, user, found.row, displayCode, viaLink, error);
     }
 
     const approved = decision === 'approve';
