@@ -68,6 +68,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     },
     // Bodies of OAuth requests are small; this bounds what one request can make the server parse.
     bodyLimit: 64 * 1024,
+    // Rate limits count per client address, so behind a load balancer it must come from X-Forwarded-For.
+    trustProxy: config.trustProxy as FastifyServerOptions['trustProxy'],
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
   });
 

@@ -22,6 +22,11 @@ export interface Config {
   databaseUrl: string | undefined;
   /** Folder of the embedded database, or `memory://` for a throwaway one. */
   dataDir: string;
+  /**
+   * Which proxies to believe in X-Forwarded-For, as Fastify's `trustProxy`:
+   * false, true, a hop count, or a list of addresses and CIDR ranges.
+   */
+  trustProxy: boolean | number | string[];
   /** A Redis URL for rate-limit counters; unset keeps them in the database. */
   redisUrl: string | undefined;
   dcrEnabled: boolean;
@@ -158,6 +163,19 @@ function readScopesFile(env: Env): ScopeDefinition[] {
   });
 }
 
+function readTrustProxy(env: Env): boolean | number | string[] {
+  const raw = (env.TRUST_PROXY ?? '').trim();
+  if (raw === '' || raw === 'false') return false;
+  if (raw === 'true') return true;
+  if (/^\d+$/.test(raw)) return Number(raw);
+
+  const entries = raw.split(',').map((entry) => entry.trim());
+  if (entries.some((entry) => !/^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(entry))) {
+    throw new ConfigError(`TRUST_PROXY must be true, false, a hop count or a comma-separated list of addresses, got "${raw}"`);
+  }
+  return entries;
+}
+
 function readRedisUrl(env: Env): string | undefined {
   const raw = env.REDIS_URL;
   if (raw === undefined || raw === '') return undefined;
@@ -199,6 +217,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     databaseUrl: readDatabaseUrl(env),
     dataDir: env.DATA_DIR || './data',
     redisUrl: readRedisUrl(env),
+    trustProxy: readTrustProxy(env),
     // Open registration is convenient while developing; production opts in.
     dcrEnabled: readBoolean(env, 'DCR_ENABLED', !production),
     dcrInitialAccessToken: env.DCR_INITIAL_ACCESS_TOKEN || undefined,
