@@ -11,6 +11,8 @@ import type { Config } from './config.ts';
 import type { ServerContext } from './context.ts';
 import { migrateToLatest, openDatabase } from './db/database.ts';
 import { AuditLog } from './db/audit-log.ts';
+import { AuthCache } from './db/auth-cache.ts';
+import { EmbeddedListener, PostgresListener } from './db/invalidation.ts';
 import { PostgresRateLimiter, RedisRateLimiter } from './db/rate-limiter.ts';
 import { schedulePurge } from './maintenance.ts';
 import { loadOrCreateSetting } from './db/settings.ts';
@@ -74,7 +76,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   });
 
   const onConnectionError = (error: Error) => app.log.error({ err: error }, 'idle database connection failed');
-  const { db, kind } = await openDatabase({ ...config, onConnectionError });
+  const { db, kind, embedded } = await openDatabase({ ...config, onConnectionError });
   let context: ServerContext;
   try {
     const applied = await migrateToLatest(db);
@@ -89,10 +91,16 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
       scopes,
       metadataDocuments: new MetadataDocumentClients(db, config, scopes),
       audit: new AuditLog(db, config.now, (error) => app.log.error({ err: error }, 'writing audit events failed')),
+      cache: new AuthCache(
+        embedded !== undefined
+          ? new EmbeddedListener(embedded)
+          : new PostgresListener(config.databaseUrl as string, (error) => app.log.warn({ err: error }, 'cache invalidation connection lost; caches off until it is back')),
+      ),
       cookieSecret: await loadOrCreateSetting(db, 'cookie_secret', () => randomToken(32)),
       lastUsed: new LastUsedRecorder(db, (error) => app.log.error({ err: error }, 'recording token use failed')),
       rateLimiter: config.redisUrl === undefined ? new PostgresRateLimiter(db, config.now) : new RedisRateLimiter(config.redisUrl, config.now),
     };
+    await context.cache.start();
   } catch (error) {
     await db.destroy();
     throw error;
@@ -104,6 +112,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     context.keys.close();
     await context.lastUsed.close();
     await context.audit.close();
+    await context.cache.close();
     await context.rateLimiter.close();
     await db.destroy();
   });

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { sql, type Kysely } from 'kysely';
 import type { Config } from './config.ts';
+import { announceChange } from './db/invalidation.ts';
 import type { Database } from './db/schema.ts';
 
 /** How often the purge runs, in milliseconds. */
@@ -55,6 +56,9 @@ export async function purgeExpired(db: Kysely<Database>, config: Config): Promis
     ),
     signing_keys: await deleteInBatches(db, 'signing_keys', 'kid', sql`retired_at < ${ago(accessTokenLife + DAY_MS)}`),
   };
+
+  // Purged clients may sit in node caches: drop every cached client.
+  if (counts.clients > 0) await announceChange(db, 'client:*');
 
   // The sealed retry responses are useless once the grace window has passed.
   await db

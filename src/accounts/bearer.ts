@@ -1,4 +1,5 @@
 import type { OAuthContext } from '../oauth/context.ts';
+import { loadGrantStatus, verifyAccessTokenCached } from '../oauth/grant-status.ts';
 import { knownResources } from '../oauth/resources.ts';
 import type { LastUsedRecorder } from './last-used.ts';
 import { PAT_PREFIX } from './pat-format.ts';
@@ -31,7 +32,7 @@ const INVALID = 'The access token is invalid or expired';
 
 async function authenticatePat(context: BearerContext, raw: string, requester: Requester): Promise<BearerResult> {
   const now = context.config.now();
-  const pat = await findActivePat(context.db, raw, now);
+  const pat = await findActivePat(context.db, raw, now, context.cache);
   if (pat === undefined) return { ok: false, error: 'invalid_token', description: 'The personal access token is invalid, expired or revoked' };
 
   context.lastUsed.record(pat.id, { at: now, ip: requester.ip, userAgent: requester.userAgent?.slice(0, 500) ?? null });
@@ -44,7 +45,7 @@ async function authenticateAccessToken(context: BearerContext, raw: string): Pro
   try {
     // The API accepts tokens for itself and for this whole host, never for another resource server.
     const audiences = knownResources(config).slice(0, 2);
-    payload = await keys.verifyAccessToken(raw, config.issuer, audiences, config.now());
+    payload = await verifyAccessTokenCached(context, raw, audiences);
   } catch {
     return { ok: false, error: 'invalid_token', description: INVALID };
   }
@@ -55,14 +56,14 @@ async function authenticateAccessToken(context: BearerContext, raw: string): Pro
   }
 
   // Revoking an authorization must stop its access tokens at once, not at expiry.
-  const grant = await db.selectFrom('grants').select(['revoked_at', 'user_id']).where('id', '=', grantId).executeTakeFirst();
-  if (grant === undefined || grant.revoked_at !== null) {
+  const grant = await loadGrantStatus(context, grantId);
+  if (grant === undefined || grant.revokedAt !== null) {
     return { ok: false, error: 'invalid_token', description: 'The access token has been revoked' };
   }
 
   return {
     ok: true,
-    principal: { userId: grant.user_id, clientId: payload.client_id, scope: payload.scope, tokenType: 'access_token' },
+    principal: { userId: grant.userId, clientId: payload.client_id, scope: payload.scope, tokenType: 'access_token' },
   };
 }
 

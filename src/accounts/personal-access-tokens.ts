@@ -3,6 +3,8 @@ import type { Kysely } from 'kysely';
 import type { Database, PersonalAccessToken, User } from '../db/schema.ts';
 import type { IntrospectionResponse } from '../oauth/introspection.ts';
 import type { Scope, ScopeRegistry } from '../oauth/scopes.ts';
+import type { AuthCache } from '../db/auth-cache.ts';
+import { announceChange } from '../db/invalidation.ts';
 import { sha256Hex } from '../oauth/secrets.ts';
 import { PAT_PREFIX, generatePat, isWellFormedPat } from './pat-format.ts';
 import { AccountError } from './users.ts';
@@ -102,28 +104,39 @@ export async function listPats(db: Kysely<Database>, userId: string): Promise<Pe
 
 /** Revokes one of the user's own tokens. Returns false when the user has no such active token. */
 export async function revokePat(db: Kysely<Database>, userId: string, id: string, now: Date): Promise<boolean> {
-  const result = await db
-    .updateTable('personal_access_tokens')
-    .set({ revoked_at: now, revoked_reason: 'user' })
-    .where('id', '=', id)
-    .where('user_id', '=', userId)
-    .where('revoked_at', 'is', null)
-    .executeTakeFirst();
-  return result.numUpdatedRows === 1n;
+  return db.transaction().execute(async (trx) => {
+    const row = await trx
+      .updateTable('personal_access_tokens')
+      .set({ revoked_at: now, revoked_reason: 'user' })
+      .where('id', '=', id)
+      .where('user_id', '=', userId)
+      .where('revoked_at', 'is', null)
+      .returning('token_hash')
+      .executeTakeFirst();
+    if (row !== undefined) await announceChange(trx, `pat:${row.token_hash}`);
+    return row !== undefined;
+  });
 }
 
 /**
  * Finds the active token for a raw `spd_` value. A malformed value or a wrong
  * checksum returns undefined without a database read.
  */
-export async function findActivePat(db: Kysely<Database>, raw: string, now: Date): Promise<PersonalAccessToken | undefined> {
+export async function findActivePat(
+  db: Kysely<Database>,
+  raw: string,
+  now: Date,
+  cache?: AuthCache,
+): Promise<PersonalAccessToken | undefined> {
   if (!isWellFormedPat(raw)) return undefined;
 
-  const row = await db
-    .selectFrom('personal_access_tokens')
-    .selectAll()
-    .where('token_hash', '=', sha256Hex(raw))
-    .executeTakeFirst();
+  const hash = sha256Hex(raw);
+  let row = cache?.enabled ? cache.pats.get(hash) : undefined;
+  if (row === undefined) {
+    const stamp = cache?.stamp() ?? 0;
+    row = await db.selectFrom('personal_access_tokens').selectAll().where('token_hash', '=', hash).executeTakeFirst();
+    if (row !== undefined) cache?.store(cache.pats, hash, row, stamp);
+  }
   if (row === undefined || row.revoked_at !== null) return undefined;
   if (row.expires_at !== null && row.expires_at <= now) return undefined;
   return row;
@@ -142,13 +155,18 @@ export async function revokeLeakedPat(
 ): Promise<{ userId: string } | undefined> {
   if (!isWellFormedPat(raw)) return undefined;
 
-  return db
-    .updateTable('personal_access_tokens')
-    .set({ revoked_at: now, revoked_reason: 'leak_report', leak_source: source?.slice(0, 500) ?? null })
-    .where('token_hash', '=', sha256Hex(raw))
-    .where('revoked_at', 'is', null)
-    .returning('user_id as userId')
-    .executeTakeFirst();
+  const hash = sha256Hex(raw);
+  return db.transaction().execute(async (trx) => {
+    const row = await trx
+      .updateTable('personal_access_tokens')
+      .set({ revoked_at: now, revoked_reason: 'leak_report', leak_source: source?.slice(0, 500) ?? null })
+      .where('token_hash', '=', hash)
+      .where('revoked_at', 'is', null)
+      .returning('user_id as userId')
+      .executeTakeFirst();
+    if (row !== undefined) await announceChange(trx, `pat:${hash}`);
+    return row;
+  });
 }
 
 /**

@@ -13,6 +13,8 @@ export type DatabaseKind = 'postgresql' | 'pglite';
 export interface DatabaseHandle {
   db: Kysely<Database>;
   kind: DatabaseKind;
+  /** The embedded database itself, for LISTEN; undefined on PostgreSQL. */
+  embedded?: PGlite;
 }
 
 export interface DatabaseOptions {
@@ -43,7 +45,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
 
   try {
     const embedded = await PGlite.create(dataDir);
-    return { db: new Kysely<Database>({ dialect: new PGliteDialect(embedded, unlock) }), kind: 'pglite' };
+    return { db: new Kysely<Database>({ dialect: new PGliteDialect(embedded, unlock) }), kind: 'pglite', embedded };
   } catch (error) {
     unlock();
     throw error;

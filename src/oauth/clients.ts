@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Client, ClientMetadata, Database, RegistrationType } from '../db/schema.ts';
+import { announceChange } from '../db/invalidation.ts';
 import type { OAuthContext } from './context.ts';
 import { OAuthError } from './errors.ts';
 import type { ScopeRegistry } from './scopes.ts';
@@ -213,19 +214,38 @@ export async function updateClient(
     throw new OAuthError('invalid_client_metadata', 'token_endpoint_auth_method cannot change between none and a secret method');
   }
 
-  return db
-    .updateTable('clients')
-    .set({
-      name: valid.name,
-      token_endpoint_auth_method: valid.tokenEndpointAuthMethod,
-      redirect_uris: JSON.stringify(valid.redirectUris),
-      grant_types: JSON.stringify(valid.grantTypes),
-      scopes: JSON.stringify(valid.scopes),
-      metadata: JSON.stringify(valid.metadata),
-    })
-    .where('id', '=', client.id)
-    .returningAll()
-    .executeTakeFirstOrThrow();
+  return db.transaction().execute(async (trx) => {
+    await announceChange(trx, `client:${client.id}`);
+    return trx
+      .updateTable('clients')
+      .set({
+        name: valid.name,
+        token_endpoint_auth_method: valid.tokenEndpointAuthMethod,
+        redirect_uris: JSON.stringify(valid.redirectUris),
+        grant_types: JSON.stringify(valid.grantTypes),
+        scopes: JSON.stringify(valid.scopes),
+        metadata: JSON.stringify(valid.metadata),
+      })
+      .where('id', '=', client.id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+  });
+}
+
+/** Deletes a client; its grants, codes and tokens go with it by cascade, on every node at once. */
+export async function deleteClient(db: Kysely<Database>, clientId: string): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    await announceChange(trx, `client:${clientId}`);
+    await trx.deleteFrom('clients').where('id', '=', clientId).execute();
+  });
+}
+
+/** Replaces a confidential client's secret; the old one stops working at once on every node. */
+export async function replaceClientSecret(db: Kysely<Database>, clientId: string, secretHash: string): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    await announceChange(trx, `client:${clientId}`);
+    await trx.updateTable('clients').set({ secret_hash: secretHash }).where('id', '=', clientId).execute();
+  });
 }
 
 /**
@@ -235,7 +255,15 @@ export async function updateClient(
  */
 export async function lookupClient(context: OAuthContext, clientId: string): Promise<Client | undefined> {
   if (context.metadataDocuments.isDocumentUrl(clientId)) return context.metadataDocuments.resolve(clientId);
-  return findClient(context.db, clientId);
+
+  const { cache } = context;
+  const cached = cache.enabled ? cache.clients.get(clientId) : undefined;
+  if (cached !== undefined) return cached;
+
+  const stamp = cache.stamp();
+  const client = await findClient(context.db, clientId);
+  if (client !== undefined) cache.store(cache.clients, clientId, client, stamp);
+  return client;
 }
 
 export async function findClient(db: Kysely<Database>, clientId: string): Promise<Client | undefined> {

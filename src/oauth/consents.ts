@@ -34,8 +34,8 @@ export async function recordConsent(
   now: Date,
 ): Promise<void> {
   const remembered = await findConsentedScopes(db, userId, clientId);
-  const kept = remembered.filter((name) => !decision.requested.includes(name));
-  const scope = [...new Set([...kept, ...decision.granted])].join(' ');
+  const notRequested = remembered.filter((name) => !decision.requested.includes(name));
+  const scope = [...new Set([...notRequested, ...decision.granted])].join(' ');
 
   await db
     .insertInto('consents')

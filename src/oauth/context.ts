@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Config } from '../config.ts';
 import type { AuditLog } from '../db/audit-log.ts';
+import type { AuthCache } from '../db/auth-cache.ts';
 import type { Database } from '../db/schema.ts';
 import type { SigningKeys } from './keys.ts';
 import type { MetadataDocumentClients } from './metadata-documents.ts';
@@ -14,6 +15,7 @@ export interface OAuthContext {
   scopes: ScopeRegistry;
   metadataDocuments: MetadataDocumentClients;
   audit: AuditLog;
+  cache: AuthCache;
 }
 
 /** The resource identifier of the demo API, the default audience of access tokens. */

@@ -117,9 +117,9 @@ function fetchDocument(url: URL, allowLoopback: boolean): Promise<FetchedDocumen
     });
     request.on('error', reject);
 
-    // One deadline for the whole exchange: a socket timeout alone would let a
-    // server that sends a byte every second hold the fetch for as long as it likes.
-    const deadline = setTimeout(() => abort(new Error(`no complete response within ${FETCH_TIMEOUT_MS} ms`)), FETCH_TIMEOUT_MS);
+    // One deadline covers the whole exchange, because a socket timeout alone would
+    // let a server that sends a byte every second hold the fetch indefinitely.
+    const deadline = setTimeout(() => abort(new Error(`timed out after ${FETCH_TIMEOUT_MS} ms`)), FETCH_TIMEOUT_MS);
   });
 }
 

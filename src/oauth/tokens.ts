@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
+import { announceChange } from '../db/invalidation.ts';
 import type { Database, Grant } from '../db/schema.ts';
 import type { OAuthContext } from './context.ts';
 import { randomToken, sha256Hex } from './secrets.ts';
@@ -39,12 +40,27 @@ export async function createRefreshToken(
   return token;
 }
 
+/** How stale an authorization's "last used" time may get before a token issuance updates it. */
+const LAST_USED_RESOLUTION_MS = 60_000;
+
+/**
+ * Records that the authorization issued a token, at most once a minute, so a
+ * client fetching tokens in a loop does not write on every request.
+ */
+async function touchGrant(executor: Kysely<Database> | Transaction<Database>, grant: Grant, now: Date): Promise<void> {
+  const last = grant.last_used_at;
+  if (last !== null && now.getTime() - last.getTime() < LAST_USED_RESOLUTION_MS) return;
+
+  await executor.updateTable('grants').set({ last_used_at: now }).where('id', '=', grant.id).execute();
+  grant.last_used_at = now;
+}
+
 /**
  * Signs an access token for `grant` with `scope`, and a refresh token when
  * `withRefreshToken` is set, inside the caller's transaction.
  */
 export async function issueTokens(
-  trx: Transaction<Database>,
+  trx: Kysely<Database> | Transaction<Database>,
   context: OAuthContext,
   grant: Grant,
   scope: string,
@@ -75,7 +91,7 @@ export async function issueTokens(
   };
   if (withRefreshToken) response.refresh_token = await createRefreshToken(trx, context, grant, scope);
 
-  await trx.updateTable('grants').set({ last_used_at: now }).where('id', '=', grant.id).execute();
+  await touchGrant(trx, grant, now);
   return response;
 }
 
@@ -109,6 +125,7 @@ export async function createGrant(
 
 /** Revokes an authorization and every refresh token in its family. */
 export async function revokeGrant(trx: Kysely<Database> | Transaction<Database>, grantId: string, now: Date): Promise<void> {
+  await announceChange(trx, `grant:${grantId}`);
   await trx
     .updateTable('grants')
     .set({ revoked_at: now })

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { sql } from 'kysely';
 import type { Client, User } from '../db/schema.ts';
-import { GRANT_TYPES, registerClient, updateClient } from '../oauth/clients.ts';
+import { GRANT_TYPES, deleteClient, registerClient, replaceClientSecret, updateClient } from '../oauth/clients.ts';
 import { OAuthError } from '../oauth/errors.ts';
 import type { Parameters } from '../oauth/parameters.ts';
 import { randomToken, sha256Hex } from '../oauth/secrets.ts';
@@ -200,7 +200,7 @@ export default async function developerRoutes(app: FastifyInstance): Promise<voi
 
     // The old secret stops working at once: rotate after the new one is deployed.
     const secret = `sgs_${randomToken(32)}`;
-    await db.updateTable('clients').set({ secret_hash: sha256Hex(secret) }).where('id', '=', client.id).execute();
+    await replaceClientSecret(db, client.id, sha256Hex(secret));
     recordEvent(request, 'client_secret_rotated', { userId: user.id, clientId: client.id }, 'client secret rotated');
     return renderApp(request, reply, user, client, { newSecret: secret });
   });
@@ -221,7 +221,7 @@ export default async function developerRoutes(app: FastifyInstance): Promise<voi
     readForm(request);
     // Deleting the client deletes its grants and refresh tokens (foreign keys cascade),
     // and the API rejects access tokens whose grant no longer exists.
-    await db.deleteFrom('clients').where('id', '=', client.id).execute();
+    await deleteClient(db, client.id);
     recordEvent(request, 'client_deleted', { userId: user.id, clientId: client.id }, 'application deleted');
     return reply.redirect('/accounts/developer/', 303);
   });

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Client } from '../db/schema.ts';
-import { findClient, registerClient, updateClient } from '../oauth/clients.ts';
+import { deleteClient, findClient, registerClient, updateClient } from '../oauth/clients.ts';
 import { OAuthError } from '../oauth/errors.ts';
 import { describeClient, readRegistrationRequest } from '../oauth/registration.ts';
 import { constantTimeEqual, sha256Hex } from '../oauth/secrets.ts';
@@ -103,7 +103,7 @@ export default async function registerRoutes(app: FastifyInstance): Promise<void
 
   app.delete<{ Params: { clientId: string } }>('/o/register/:clientId', async (request, reply) => {
     const client = await authenticateConfiguration(request);
-    await db.deleteFrom('clients').where('id', '=', client.id).execute();
+    await deleteClient(db, client.id);
 
     recordEvent(request, 'client_deleted', { clientId: client.id }, 'client registration deleted');
     return reply.status(204).send();

@@ -22,7 +22,15 @@ async function issueClientToken(context: OAuthContext, client: Client, parameter
   const resource = resolveResource(context.config, parameters.resource);
   const now = context.config.now();
 
-  return context.db.transaction().execute(async (trx) => {
+  // After the first request, the authorization comes from the cache: the
+  // request then costs a signature and no query (the cache drops it when revoked).
+  const { cache } = context;
+  const cacheKey = `${client.id} ${resource}`;
+  const cached = cache.enabled ? cache.clientGrants.get(cacheKey) : undefined;
+  if (cached !== undefined) return issueTokens(context.db, context, cached, scope, false);
+
+  const stamp = cache.stamp();
+  const { grant, response } = await context.db.transaction().execute(async (trx) => {
     // The client row lock makes concurrent first requests take turns, so they share one grant.
     await trx.selectFrom('clients').select('id').where('id', '=', client.id).forUpdate().execute();
 
@@ -39,8 +47,11 @@ async function issueClientToken(context: OAuthContext, client: Client, parameter
     grant ??= await createGrant(trx, { userId: null, clientId: client.id, scope: client.scopes.join(' '), resource, origin: ORIGIN, now });
 
     // RFC 6749 section 4.4.3: no refresh token for client credentials.
-    return issueTokens(trx, context, grant, scope, false);
+    return { grant, response: await issueTokens(trx, context, grant, scope, false) };
   });
+
+  cache.store(cache.clientGrants, cacheKey, grant, stamp);
+  return response;
 }
 
 /** The client credentials grant (RFC 6749 section 4.4) for confidential clients. */

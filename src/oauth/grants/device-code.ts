@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Client, DeviceCode } from '../../db/schema.ts';
 import { GRANT_TYPES } from '../clients.ts';
 import type { OAuthContext } from '../context.ts';
@@ -20,8 +21,43 @@ function pollingTooFast(row: DeviceCode, now: Date): boolean {
   return elapsed < row.interval_seconds * 1000 - POLL_TOLERANCE_MS;
 }
 
+function pendingError(tooFast: boolean, interval: number): OAuthError {
+  if (tooFast) return new OAuthError('slow_down', `Polling too fast; wait at least ${interval} seconds between requests`);
+  return new OAuthError('authorization_pending', 'The user has not yet approved the request');
+}
+
+/**
+ * Answers a poll of a pending, unexpired device code in one statement: it
+ * records the poll, grows the interval when the client polls too fast, and
+ * returns the previous interval. Returns undefined for a code in any other
+ * state, which the full transaction then handles.
+ */
+async function pollPendingCode(context: OAuthContext, client: Client, deviceCode: string, now: Date): Promise<OAuthError | undefined> {
+  const earliest = sql`${now}::timestamptz - make_interval(secs => previous.interval_seconds - ${POLL_TOLERANCE_MS / 1000}::float8)`;
+  const result = await sql<{ previous_interval: number; interval_seconds: number }>`
+    update device_codes as code set
+      last_polled_at = ${now},
+      interval_seconds = case when previous.last_polled_at > ${earliest}
+        then previous.interval_seconds + ${SLOW_DOWN_STEP_SECONDS} else previous.interval_seconds end
+    from (
+      select id, last_polled_at, interval_seconds from device_codes
+      where device_code_hash = ${sha256Hex(deviceCode)} for update
+    ) as previous
+    where code.id = previous.id and code.client_id = ${client.id}
+      and code.status = 'pending' and code.expires_at > ${now}
+    returning previous.interval_seconds as previous_interval, code.interval_seconds`.execute(context.db);
+
+  const row = result.rows[0];
+  if (row === undefined) return undefined;
+  return pendingError(row.interval_seconds > row.previous_interval, row.interval_seconds);
+}
+
 async function pollDeviceCode(context: OAuthContext, client: Client, parameters: Parameters): Promise<GrantOutcome> {
   const now = context.config.now();
+
+  // Most polls find the code still pending: answer those without a transaction.
+  const pending = await pollPendingCode(context, client, parameters.device_code, now);
+  if (pending !== undefined) return { error: pending };
 
   return context.db.transaction().execute(async (trx): Promise<GrantOutcome> => {
     // The row lock makes concurrent polls of one device code take turns, so only one can consume it.

@@ -4,6 +4,7 @@ import { GRANT_TYPES } from '../clients.ts';
 import type { OAuthContext } from '../context.ts';
 import { OAuthError } from '../errors.ts';
 import type { Parameters } from '../parameters.ts';
+import { loadGrantStatus, verifyAccessTokenCached } from '../grant-status.ts';
 import { normalizeResource, resolveResource } from '../resources.ts';
 import type { TokenResponse } from '../tokens.ts';
 import type { GrantHandler } from './types.ts';
@@ -15,19 +16,19 @@ interface ExchangeResponse extends TokenResponse {
 }
 
 async function verifySubjectToken(context: OAuthContext, raw: string, servedResource: string) {
-  const { keys, config, db } = context;
   let claims;
   try {
-    claims = await keys.verifyAccessToken(raw, config.issuer, servedResource, config.now());
+    claims = await verifyAccessTokenCached(context, raw, [servedResource]);
   } catch {
     throw new OAuthError('invalid_grant', 'The subject_token is invalid, expired or was not issued for this client\'s resource');
   }
 
-  const grant = typeof claims.grant_id === 'string'
-    ? await db.selectFrom('grants').selectAll().where('id', '=', claims.grant_id).executeTakeFirst()
-    : undefined;
-  if (grant === undefined || grant.revoked_at !== null) throw new OAuthError('invalid_grant', 'The subject_token has been revoked');
-  return { claims, grant };
+  const grantId = typeof claims.grant_id === 'string' ? claims.grant_id : undefined;
+  const grant = grantId === undefined ? undefined : await loadGrantStatus(context, grantId);
+  if (grantId === undefined || grant === undefined || grant.revokedAt !== null) {
+    throw new OAuthError('invalid_grant', 'The subject_token has been revoked');
+  }
+  return { claims, grant: { id: grantId, client_id: grant.clientId } };
 }
 
 /**
