@@ -93,7 +93,7 @@ function fetchDocument(url: URL, allowLoopback: boolean): Promise<FetchedDocumen
       if (response.statusCode !== 200) {
         // Destroyed, not drained: the body of a redirect or error page is never needed.
         response.destroy();
-        reject(new Error(`the server answered HTTP ${response.statusCode}; redirects are not followed`));
+        reject(new Error(`the server responded with HTTP ${response.statusCode}, and redirects are not followed`));
         return;
       }
       const chunks: Buffer[] = [];

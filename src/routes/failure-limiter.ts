@@ -8,7 +8,7 @@ const GUESSING_ERRORS = new Set(['invalid_client', 'invalid_grant', 'invalid_tok
 /**
  * Limits failed attempts per address at the OAuth endpoints without adding
  * a query to successful requests. Only a failure is counted in the shared
- * store; an address over the limit is remembered in memory until its window
+ * store. An address over the limit is remembered in memory until its window
  * ends, so the check itself costs nothing. Across N nodes an attacker gets at
  * most `limit` + N failures per window.
  */
@@ -16,23 +16,28 @@ export class FailureLimiter {
   readonly #limiter: RateLimiter;
   readonly #limit: number;
   readonly #windowSeconds: number;
+  readonly #now: () => Date;
   readonly #blockedUntil = new Map<string, number>();
 
-  constructor(limiter: RateLimiter, limit: number, windowSeconds: number) {
+  /** `now` is the application clock, the one the shared counters use. */
+  constructor(limiter: RateLimiter, limit: number, windowSeconds: number, now: () => Date) {
     this.#limiter = limiter;
     this.#limit = limit;
     this.#windowSeconds = windowSeconds;
+    this.#now = now;
   }
 
   /** Throws a 429 when the request's address is over the limit. */
   check(request: FastifyRequest): void {
     const until = this.#blockedUntil.get(request.ip);
     if (until === undefined) return;
-    if (until <= Date.now()) {
+
+    const now = this.#now().getTime();
+    if (until <= now) {
       this.#blockedUntil.delete(request.ip);
       return;
     }
-    const retryAfter = String(Math.ceil((until - Date.now()) / 1000));
+    const retryAfter = String(Math.ceil((until - now) / 1000));
     throw new OAuthError('invalid_request', 'Too many failed requests from this address; retry later', {
       status: 429,
       headers: { 'retry-after': retryAfter },
@@ -47,7 +52,7 @@ export class FailureLimiter {
     if (result.allowed) return;
 
     if (this.#blockedUntil.size > 10_000) this.#blockedUntil.clear();
-    this.#blockedUntil.set(request.ip, Date.now() + result.retryAfterSeconds * 1000);
+    this.#blockedUntil.set(request.ip, this.#now().getTime() + result.retryAfterSeconds * 1000);
     request.log.warn({ event: 'rate_limited', ip: request.ip }, 'address blocked after repeated OAuth failures');
   }
 }
