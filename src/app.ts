@@ -76,7 +76,7 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
   });
 
   const onConnectionError = (error: Error) => app.log.error({ err: error }, 'idle database connection failed');
-  const { db, kind, embedded } = await openDatabase({ ...config, onConnectionError });
+  const { db, kind, embedded } = await openDatabase({ ...config, poolSize: config.databasePoolSize, onConnectionError });
   let context: ServerContext;
   try {
     const applied = await migrateToLatest(db);

@@ -27,6 +27,8 @@ export interface Config {
    * false, true, a hop count, or a list of addresses and CIDR ranges.
    */
   trustProxy: boolean | number | string[];
+  /** Connections in the PostgreSQL pool of each node. */
+  databasePoolSize: number;
   /** A Redis URL for rate-limit counters; unset keeps them in the database. */
   redisUrl: string | undefined;
   dcrEnabled: boolean;
@@ -217,6 +219,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     databaseUrl: readDatabaseUrl(env),
     dataDir: env.DATA_DIR || './data',
     redisUrl: readRedisUrl(env),
+    databasePoolSize: readInteger(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
     trustProxy: readTrustProxy(env),
     // Open registration is convenient while developing; production opts in.
     dcrEnabled: readBoolean(env, 'DCR_ENABLED', !production),

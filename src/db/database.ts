@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import { FileMigrationProvider, Kysely, Migrator, PostgresDialect, type MigrationResult } from 'kysely';
 import pg from 'pg';
 import { lockDataDir } from './embedded-lock.ts';
@@ -37,6 +37,12 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     // pg emits 'error' on the pool when an idle connection dies. Without a listener, Node.js
     // ends the process. With one, the pool drops that connection and opens a new one.
     pool.on('error', (error) => options.onConnectionError?.(error));
+    // The pool listens for errors only on idle connections. One that dies while
+    // checked out, between the queries of a transaction, emits 'error' on its
+    // client, which without a listener ends the process. Ignoring it here is
+    // safe: the next query on that client fails (a 503 for the request), and
+    // the pool discards the client when it is released.
+    pool.on('connect', (client) => client.on('error', () => {}));
     return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), kind: 'postgresql' };
   }
 
@@ -44,7 +50,9 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
   const unlock = dataDir === undefined ? () => {} : lockDataDir(dataDir);
 
   try {
-    const embedded = await PGlite.create(dataDir);
+    // Loaded only when used: the embedded database adds about 35 MB to every process that imports it.
+    const { PGlite: EmbeddedDatabase } = await import('@electric-sql/pglite');
+    const embedded = await EmbeddedDatabase.create(dataDir);
     return { db: new Kysely<Database>({ dialect: new PGliteDialect(embedded, unlock) }), kind: 'pglite', embedded };
   } catch (error) {
     unlock();
