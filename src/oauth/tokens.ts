@@ -55,6 +55,43 @@ async function touchGrant(executor: Kysely<Database> | Transaction<Database>, gr
   grant.last_used_at = now;
 }
 
+/** The authorization fields an access token names. */
+export type TokenSubject = Pick<Grant, 'id' | 'user_id' | 'client_id' | 'resource'>;
+
+/** Signs an RFC 9068 access token for the authorization and returns the token response without a refresh token. */
+export async function signAccessToken(context: OAuthContext, grant: TokenSubject, scope: string): Promise<TokenResponse> {
+  const { config, keys } = context;
+  const accessToken = await keys.signAccessToken(
+    {
+      iss: config.issuer,
+      sub: grant.user_id ?? grant.client_id,
+      aud: grant.resource,
+      client_id: grant.client_id,
+      scope,
+      jti: randomUUID(),
+      grant_id: grant.id,
+    },
+    config.now(),
+    config.accessTokenTtlSeconds,
+  );
+  return { access_token: accessToken, token_type: 'Bearer', expires_in: config.accessTokenTtlSeconds, scope };
+}
+
+/** A refresh token not yet stored: the raw value for the client and the row that stores its hash. */
+export function prepareRefreshToken(context: OAuthContext, grantId: string, scope: string) {
+  const now = context.config.now();
+  const token = `${REFRESH_TOKEN_PREFIX}${randomToken(32)}`;
+  const row = {
+    id: randomUUID(),
+    token_hash: sha256Hex(token),
+    grant_id: grantId,
+    scope,
+    created_at: now,
+    expires_at: new Date(now.getTime() + context.config.refreshTokenTtlSeconds * 1000),
+  };
+  return { token, row };
+}
+
 /**
  * Signs an access token for `grant` with `scope`, and a refresh token when
  * `withRefreshToken` is set, inside the caller's transaction.
@@ -66,29 +103,8 @@ export async function issueTokens(
   scope: string,
   withRefreshToken: boolean,
 ): Promise<TokenResponse> {
-  const { config, keys } = context;
-  const now = config.now();
-
-  const accessToken = await keys.signAccessToken(
-    {
-      iss: config.issuer,
-      sub: grant.user_id ?? grant.client_id,
-      aud: grant.resource,
-      client_id: grant.client_id,
-      scope,
-      jti: randomUUID(),
-      grant_id: grant.id,
-    },
-    now,
-    config.accessTokenTtlSeconds,
-  );
-
-  const response: TokenResponse = {
-    access_token: accessToken,
-    token_type: 'Bearer',
-    expires_in: config.accessTokenTtlSeconds,
-    scope,
-  };
+  const now = context.config.now();
+  const response = await signAccessToken(context, grant, scope);
   if (withRefreshToken) response.refresh_token = await createRefreshToken(trx, context, grant, scope);
 
   await touchGrant(trx, grant, now);

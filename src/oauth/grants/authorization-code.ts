@@ -1,4 +1,6 @@
-import type { Client } from '../../db/schema.ts';
+import { randomUUID } from 'node:crypto';
+import { sql, type Selectable } from 'kysely';
+import type { AuthorizationCodesTable, Client } from '../../db/schema.ts';
 import { GRANT_TYPES } from '../clients.ts';
 import type { OAuthContext } from '../context.ts';
 import { OAuthError } from '../errors.ts';
@@ -6,13 +8,97 @@ import type { Parameters } from '../parameters.ts';
 import { verifyCodeChallenge } from '../pkce.ts';
 import { checkBoundResource } from '../resources.ts';
 import { sha256Hex } from '../secrets.ts';
-import { createGrant, issueTokens, revokeGrant } from '../tokens.ts';
+import { createGrant, issueTokens, prepareRefreshToken, revokeGrant, signAccessToken } from '../tokens.ts';
 import { unwrapOutcome, type GrantHandler, type GrantOutcome } from './types.ts';
 
-async function redeemCode(context: OAuthContext, client: Client, parameters: Parameters): Promise<GrantOutcome> {
-  const now = context.config.now();
-  const invalid = (description: string) => ({ error: new OAuthError('invalid_grant', description) });
+type CodeRow = Selectable<AuthorizationCodesTable>;
 
+function invalidGrant(description: string): GrantOutcome {
+  return { error: new OAuthError('invalid_grant', description) };
+}
+
+/** Checks the request against an unused, unexpired code: PKCE, redirect URI and resource. */
+function checkRedemption(context: OAuthContext, code: CodeRow, parameters: Parameters): GrantOutcome | undefined {
+  const verifier = parameters.code_verifier;
+  if (code.code_challenge === null) {
+    // RFC 9700 section 2.1.1: a verifier without a challenge is a PKCE downgrade attempt.
+    if (verifier !== undefined) return invalidGrant('A code_verifier was sent, but the authorization request had no code_challenge');
+  } else if (verifier === undefined) {
+    return { error: new OAuthError('invalid_request', 'Missing required parameter: code_verifier') };
+  } else if (!verifyCodeChallenge(verifier, code.code_challenge)) {
+    return invalidGrant('The code_verifier does not match the code_challenge');
+  }
+
+  const redirectUri = parameters.redirect_uri;
+  if (code.redirect_uri_sent && redirectUri === undefined) {
+    return { error: new OAuthError('invalid_request', 'Missing required parameter: redirect_uri') };
+  }
+  if (redirectUri !== undefined && redirectUri !== code.redirect_uri) {
+    return invalidGrant('The redirect_uri does not match the authorization request');
+  }
+
+  checkBoundResource(context.config, parameters.resource, code.resource);
+  return undefined;
+}
+
+/**
+ * Redeems an unused code in two round trips: a read, then one statement that
+ * consumes the code and creates the authorization and its refresh token, but
+ * only if no concurrent request consumed the code first. Returns undefined
+ * for a used code or a lost race, which the transaction below answers.
+ */
+async function redeemUnusedCode(context: OAuthContext, client: Client, parameters: Parameters): Promise<GrantOutcome | undefined> {
+  const { db, config } = context;
+  const now = config.now();
+  const code = await db.selectFrom('authorization_codes').selectAll().where('code_hash', '=', sha256Hex(parameters.code)).executeTakeFirst();
+
+  if (code === undefined) return invalidGrant('The authorization code is invalid');
+  if (code.client_id !== client.id) return invalidGrant('The authorization code was issued to another client');
+  if (code.consumed_at !== null) return undefined;
+  if (code.expires_at <= now) return invalidGrant('The authorization code has expired');
+  const rejected = checkRedemption(context, code, parameters);
+  if (rejected !== undefined) return rejected;
+
+  const grant = { id: randomUUID(), user_id: code.user_id, client_id: client.id, resource: code.resource };
+  const response = await signAccessToken(context, grant, code.scope);
+  const refresh = client.grant_types.includes(GRANT_TYPES.refreshToken) ? prepareRefreshToken(context, grant.id, code.scope) : undefined;
+  if (refresh !== undefined) response.refresh_token = refresh.token;
+
+  const storeRefresh = refresh === undefined
+    ? sql`select id from created`
+    : sql`insert into refresh_tokens (id, token_hash, grant_id, scope, created_at, expires_at)
+        select ${refresh.row.id}, ${refresh.row.token_hash}, id, ${refresh.row.scope}, ${refresh.row.created_at}, ${refresh.row.expires_at}
+        from created
+        returning grant_id as id`;
+
+  // Foreign keys are checked at the end of the statement, when the grant row exists.
+  const result = await sql<{ id: string }>`
+    with consumed as (
+      update authorization_codes set consumed_at = ${now}, grant_id = ${grant.id}
+      where id = ${code.id} and consumed_at is null
+      returning id
+    ), created as (
+      insert into grants (id, user_id, client_id, scope, resource, origin, created_at, last_used_at)
+      select ${grant.id}, ${code.user_id}, ${client.id}, ${code.scope}, ${code.resource}, 'authorization_code', ${now}, ${now}
+      from consumed
+      returning id
+    )
+    ${storeRefresh}`.execute(db);
+  if (result.rows.length === 0) return undefined;
+
+  // A client's first authorization marks it used, so the purge of unused registrations keeps it.
+  if (client.last_used_at === null) {
+    await db.updateTable('clients').set({ last_used_at: now }).where('id', '=', client.id).where('last_used_at', 'is', null).execute();
+  }
+  context.audit.record({ event: 'token_issued', userId: code.user_id, clientId: client.id, detail: `authorization_code: ${code.scope}` });
+  return { response };
+}
+
+async function redeemCode(context: OAuthContext, client: Client, parameters: Parameters): Promise<GrantOutcome> {
+  const fast = await redeemUnusedCode(context, client, parameters);
+  if (fast !== undefined) return fast;
+
+  const now = context.config.now();
   return context.db.transaction().execute(async (trx): Promise<GrantOutcome> => {
     // The row lock lets only one of many concurrent redemptions see the code unused.
     const code = await trx
@@ -22,35 +108,18 @@ async function redeemCode(context: OAuthContext, client: Client, parameters: Par
       .forUpdate()
       .executeTakeFirst();
 
-    if (code === undefined) return invalid('The authorization code is invalid');
-    if (code.client_id !== client.id) return invalid('The authorization code was issued to another client');
+    if (code === undefined) return invalidGrant('The authorization code is invalid');
+    if (code.client_id !== client.id) return invalidGrant('The authorization code was issued to another client');
 
     // RFC 6749 section 4.1.2: a code used twice revokes what the first use issued.
     if (code.consumed_at !== null) {
       if (code.grant_id !== null) await revokeGrant(trx, code.grant_id, now);
       context.audit.record({ event: 'code_reuse_detected', userId: code.user_id, clientId: client.id });
-      return invalid('The authorization code has already been used');
+      return invalidGrant('The authorization code has already been used');
     }
-    if (code.expires_at <= now) return invalid('The authorization code has expired');
-
-    const verifier = parameters.code_verifier;
-    if (code.code_challenge === null) {
-      // RFC 9700 section 2.1.1: a verifier without a challenge is a PKCE downgrade attempt.
-      if (verifier !== undefined) return invalid('A code_verifier was sent, but the authorization request had no code_challenge');
-    } else if (verifier === undefined) {
-      return { error: new OAuthError('invalid_request', 'Missing required parameter: code_verifier') };
-    } else if (!verifyCodeChallenge(verifier, code.code_challenge)) {
-      return invalid('The code_verifier does not match the code_challenge');
-    }
-    const redirectUri = parameters.redirect_uri;
-    if (code.redirect_uri_sent && redirectUri === undefined) {
-      return { error: new OAuthError('invalid_request', 'Missing required parameter: redirect_uri') };
-    }
-    if (redirectUri !== undefined && redirectUri !== code.redirect_uri) {
-      return invalid('The redirect_uri does not match the authorization request');
-    }
-
-    checkBoundResource(context.config, parameters.resource, code.resource);
+    if (code.expires_at <= now) return invalidGrant('The authorization code has expired');
+    const rejected = checkRedemption(context, code, parameters);
+    if (rejected !== undefined) return rejected;
 
     const grant = await createGrant(trx, {
       userId: code.user_id,

@@ -1,4 +1,4 @@
-import type { Selectable, Transaction } from 'kysely';
+import { sql, type Selectable, type Transaction } from 'kysely';
 import type { Client, Database, RefreshTokensTable } from '../../db/schema.ts';
 import { GRANT_TYPES } from '../clients.ts';
 import type { OAuthContext } from '../context.ts';
@@ -7,7 +7,7 @@ import type { Parameters } from '../parameters.ts';
 import { openResponse, sealResponse } from '../sealed-response.ts';
 import { checkBoundResource } from '../resources.ts';
 import { sha256Hex } from '../secrets.ts';
-import { createRefreshToken, issueTokens, revokeGrant, type TokenResponse } from '../tokens.ts';
+import { createRefreshToken, issueTokens, prepareRefreshToken, revokeGrant, signAccessToken, type TokenResponse } from '../tokens.ts';
 import { unwrapOutcome, type GrantHandler, type GrantOutcome } from './types.ts';
 
 type RefreshToken = Selectable<RefreshTokensTable>;
@@ -52,10 +52,63 @@ async function findRetryResponse(
   return unused ? response : undefined;
 }
 
+/**
+ * Rotates an unused refresh token in two round trips: a read, then one
+ * statement that marks the token rotated and stores its successor, but only
+ * if no concurrent request rotated it first. Returns undefined whenever the
+ * token is in any other state, or lost that race, for the transaction below
+ * to answer with its row lock.
+ */
+async function rotateUnusedToken(context: OAuthContext, client: Client, parameters: Parameters): Promise<TokenResponse | undefined> {
+  const { db, config } = context;
+  const now = config.now();
+  const raw = parameters.refresh_token;
+
+  const token = await db
+    .selectFrom('refresh_tokens')
+    .innerJoin('grants', 'grants.id', 'refresh_tokens.grant_id')
+    .selectAll('refresh_tokens')
+    .select(['grants.client_id', 'grants.user_id', 'grants.resource', 'grants.revoked_at as grant_revoked_at', 'grants.last_used_at as grant_last_used_at'])
+    .where('refresh_tokens.token_hash', '=', sha256Hex(raw))
+    .executeTakeFirst();
+  const usable = token !== undefined && token.client_id === client.id && token.grant_revoked_at === null;
+  if (!usable || token.revoked_at !== null || token.rotated_at !== null || token.expires_at <= now) return undefined;
+
+  checkBoundResource(config, parameters.resource, token.resource);
+  const scope = narrowScope(context, token.scope, parameters.scope);
+  const grant = { id: token.grant_id, user_id: token.user_id, client_id: token.client_id, resource: token.resource };
+  const response = await signAccessToken(context, grant, scope);
+  // RFC 6749 section 6: the new refresh token keeps the presented token's scope.
+  const successor = prepareRefreshToken(context, token.grant_id, token.scope);
+  response.refresh_token = successor.token;
+
+  const row = successor.row;
+  const result = await sql<{ id: string }>`
+    with rotated as (
+      update refresh_tokens set rotated_at = ${now}, successor_response = ${sealResponse(response, raw, token.id)}
+      where id = ${token.id} and rotated_at is null and revoked_at is null
+        and exists (select 1 from grants where grants.id = ${token.grant_id} and grants.revoked_at is null)
+      returning grant_id
+    )
+    insert into refresh_tokens (id, token_hash, grant_id, scope, created_at, expires_at)
+    select ${row.id}, ${row.token_hash}, grant_id, ${row.scope}, ${row.created_at}, ${row.expires_at} from rotated
+    returning id`.execute(db);
+  if (result.rows.length === 0) return undefined;
+
+  if (token.grant_last_used_at === null || now.getTime() - token.grant_last_used_at.getTime() >= 60_000) {
+    await db.updateTable('grants').set({ last_used_at: now }).where('id', '=', token.grant_id).execute();
+  }
+  context.audit.record({ event: 'token_refreshed', userId: token.user_id, clientId: client.id, detail: scope });
+  return response;
+}
+
 async function rotateRefreshToken(context: OAuthContext, client: Client, parameters: Parameters): Promise<GrantOutcome> {
   const now = context.config.now();
   const raw = parameters.refresh_token;
   const invalid = new OAuthError('invalid_grant', 'The refresh_token is invalid, expired or revoked');
+
+  const rotated = await rotateUnusedToken(context, client, parameters);
+  if (rotated !== undefined) return { response: rotated };
 
   return context.db.transaction().execute(async (trx): Promise<GrantOutcome> => {
     // The row lock makes concurrent refreshes of one token take turns: the first rotates, the rest retry.
