@@ -75,15 +75,20 @@ function describeDuration(seconds: number): string {
 }
 
 /**
- * Prints the page to open and the code to enter on standard output, and the
- * progress message on standard error.
+ * Prints the page to open, the code to enter and, when given, the QR code of
+ * the link that fills in the code on standard output. Prints the progress
+ * message on standard error.
  */
-export function printInstructions(authorization: DeviceAuthorization): void {
+export function printInstructions(authorization: DeviceAuthorization, qrCode?: string): void {
   const page = printable(authorization.verificationUri);
   console.log(`Open ${page} and enter the code ${printable(authorization.userCode)}`);
   if (authorization.verificationUriComplete !== undefined) {
     const link = printable(authorization.verificationUriComplete);
     console.log(`Or open this link, which fills in the code: ${link}`);
+  }
+  if (qrCode !== undefined) {
+    console.log('Or scan this QR code with your phone to open that link:');
+    console.log(qrCode);
   }
 
   const expiry = describeDuration(authorization.expiresIn);

@@ -2,13 +2,15 @@ import { parseArgs } from 'node:util';
 import { credentialsFromTokens, saveCredentials } from './credentials.ts';
 import { pollForTokens, printInstructions, requestDeviceAuthorization } from './device-login.ts';
 import { UsageError, printable } from './errors.ts';
+import { renderLinkQrCode } from './qr-code.ts';
 import { serverFromSettings } from './server-url.ts';
 
-export const LOGIN_HELP = `Usage: speedgate-cli login [--server URL] [--client-id ID] [--scope SCOPES]
+export const LOGIN_HELP = `Usage: speedgate-cli login [--server URL] [--client-id ID] [--scope SCOPES] [--qr | --no-qr]
 
 Signs in with the OAuth device authorization grant (RFC 8628): prints a page
-and a code to enter there, waits until you approve in the browser, then stores
-the tokens in $XDG_CONFIG_HOME/speedgate-cli/credentials.json (by default
+and a code to enter there, with a link and a QR code that fill in the code.
+Waits until you approve in the browser, then stores the tokens in
+$XDG_CONFIG_HOME/speedgate-cli/credentials.json (by default
 ~/.config/speedgate-cli/credentials.json), readable by you only.
 
 Options:
@@ -20,6 +22,11 @@ Options:
                      "read:profile read:teams". Default: every scope the
                      application may request. The me command needs
                      read:profile.
+  --qr, --no-qr      Print, or do not print, the QR code of the link. Default:
+                     print it when standard output is a terminal. On a
+                     terminal it is drawn black on white with ANSI colours,
+                     unless NO_COLOR is set. Elsewhere it is plain text in
+                     which a block is a dark module.
   -h, --help         Print this help.`;
 
 function parseLoginArgs(args: string[]) {
@@ -30,8 +37,10 @@ function parseLoginArgs(args: string[]) {
         server: { type: 'string' },
         'client-id': { type: 'string' },
         scope: { type: 'string' },
+        qr: { type: 'boolean' },
         help: { type: 'boolean', short: 'h', default: false },
       },
+      allowNegative: true,
     }).values;
   } catch (error) {
     const hint = 'Run speedgate-cli login --help for the options.';
@@ -62,7 +71,8 @@ export async function runLogin(args: string[]): Promise<void> {
   const scope = scopes.length > 0 ? scopes.join(' ') : undefined;
 
   const authorization = await requestDeviceAuthorization(server, clientId, scope);
-  printInstructions(authorization);
+  const qrCode = await renderLinkQrCode(authorization.verificationUriComplete, values.qr);
+  printInstructions(authorization, qrCode);
   const tokens = await pollForTokens(server, clientId, authorization);
 
   const file = saveCredentials(credentialsFromTokens({ server, client_id: clientId }, tokens));
