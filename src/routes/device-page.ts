@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { DeviceCode, User } from '../db/schema.ts';
 import { findClient } from '../oauth/clients.ts';
+import { recordConsent } from '../oauth/consents.ts';
 import { decideDeviceCode, findDeviceCode, formatUserCode, normalizeUserCode } from '../oauth/device-codes.ts';
 import { sha256Hex } from '../oauth/secrets.ts';
 import { csrfTokenFor, currentUser, readForm, readSessionId, redirectToLogin, recordEvent } from './web.ts';
@@ -133,6 +134,12 @@ export default async function devicePageRoutes(app: FastifyInstance): Promise<vo
     const approved = decision === 'approve';
     const decided = await decideDeviceCode(db, found.row.id, user.id, approved, config.now());
     if (!decided) return renderEntry(request, reply, user, '', 'That code has already been used.', 400);
+
+    // An approved device appears on the applications page, where the user can revoke it.
+    if (approved) {
+      const scope = found.row.scope.split(' ').filter((name) => name !== '');
+      await recordConsent(db, user.id, found.row.client_id, { requested: scope, granted: scope }, config.now());
+    }
 
     recordEvent(request, approved ? 'device_approved' : 'device_denied', { userId: user.id, clientId: found.row.client_id }, 'device authorization decided');
     return reply.header('cache-control', 'no-store').view('device-done', { title: approved ? 'Device connected' : 'Request denied', user, approved });
