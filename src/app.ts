@@ -106,6 +106,8 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     throw error;
   }
   app.decorate('speedgate', context);
+  // Changes a request makes reach this node's cache at once, not when the NOTIFY comes back.
+  app.addHook('onRequest', (_request, _reply, done) => context.cache.withLocalAnnouncements(done));
   const stopPurge = schedulePurge(db, config, app.log);
   app.addHook('onClose', async () => {
     stopPurge();

@@ -1,6 +1,6 @@
 import type { JWTPayload } from 'jose';
 import type { Client, Grant, PersonalAccessToken } from './schema.ts';
-import type { InvalidationListener } from './invalidation.ts';
+import { withLocalAnnouncements, type InvalidationListener } from './invalidation.ts';
 import { TtlCache } from './ttl-cache.ts';
 
 /** The part of a grant that authenticating a request needs. */
@@ -14,12 +14,15 @@ const MINUTE_MS = 60_000;
 
 /**
  * In-memory caches for the hot paths: clients, grant status, personal
- * access tokens and verified access-token claims. Revocation stays
- * immediate on every node: each change is announced through PostgreSQL
- * NOTIFY, and while the listening connection is down the caches of rows
+ * access tokens and verified access-token claims. Revocations reach every
+ * node: each change is announced through PostgreSQL NOTIFY, and while the listening connection is down the caches of rows
  * that can be revoked are emptied and bypassed. Verified claims need no
  * announcement: a token's signature never changes, and its grant is checked
  * on every use.
+ *
+ * NOTE: the node that makes a change applies it at once. Other nodes apply it
+ * when the NOTIFY arrives, shortly after the commit, and can serve the old
+ * entry to a request that reaches them in between.
  */
 export class AuthCache {
   readonly #listener: InvalidationListener;
@@ -51,6 +54,15 @@ export class AuthCache {
   /** Whether cached clients, grants and tokens may be used: false while announcements may be missed. */
   get enabled(): boolean {
     return this.#listener.healthy;
+  }
+
+  /**
+   * Runs `callback`, such as a request, so that changes it announces apply to
+   * this cache as they are announced, before the commit. The NOTIFY that
+   * follows applies them again, which drops a read that raced in between.
+   */
+  withLocalAnnouncements<T>(callback: () => T): T {
+    return withLocalAnnouncements((message) => this.#apply(message), callback);
   }
 
   async start(): Promise<void> {

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { PGlite } from '@electric-sql/pglite';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import pg from 'pg';
@@ -13,6 +14,17 @@ export const INVALIDATION_CHANNEL = 'speedgate_invalidate';
  */
 export async function announceChange(executor: Kysely<Database> | Transaction<Database>, message: string): Promise<void> {
   await sql`select pg_notify(${INVALIDATION_CHANNEL}, ${message})`.execute(executor);
+  // The NOTIFY reaches this node's own listener some time after the commit.
+  // Applied here as well, the change cannot be served from this node's cache
+  // to the next request, even one sent the moment this one returns.
+  localApplier.getStore()?.(message);
+}
+
+const localApplier = new AsyncLocalStorage<(message: string) => void>();
+
+/** Runs `callback` so that announcements made within it, in any async step, also go to `apply` at once. */
+export function withLocalAnnouncements<T>(apply: (message: string) => void, callback: () => T): T {
+  return localApplier.run(apply, callback);
 }
 
 /** Receives change announcements. `healthy` is false while messages may be missed. */

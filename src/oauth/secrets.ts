@@ -15,8 +15,10 @@ export function sha256Hex(value: string): string {
  * Both are padded to one length first, so a short guess leaks nothing.
  */
 export function constantTimeEqual(actual: string, expected: string): boolean {
-  const left = Buffer.from(actual, 'utf8');
-  const right = Buffer.from(expected, 'utf8');
+  // UTF-16 code units, not UTF-8: UTF-8 encodes every lone surrogate as U+FFFD,
+  // which would make strings such as "\ud800" and "\ufffd" compare equal.
+  const left = Buffer.from(actual, 'utf16le');
+  const right = Buffer.from(expected, 'utf16le');
   const length = Math.max(left.length, right.length, 1);
 
   const paddedLeft = Buffer.alloc(length);

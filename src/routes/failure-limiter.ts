@@ -8,9 +8,10 @@ const GUESSING_ERRORS = new Set(['invalid_client', 'invalid_grant', 'invalid_tok
 /**
  * Limits failed attempts per address at the OAuth endpoints without adding
  * a query to successful requests. Only a failure is counted in the shared
- * store. An address over the limit is remembered in memory until its window
- * ends, so the check itself costs nothing. Across N nodes an attacker gets at
- * most `limit` + N failures per window.
+ * store. An address that reaches the limit is remembered in memory until its
+ * window ends, so the check itself costs nothing. One node allows `limit`
+ * failures per window. Across N nodes an attacker gets at most `limit` + N - 1,
+ * because a node blocks only after counting a failure of its own.
  */
 export class FailureLimiter {
   readonly #limiter: RateLimiter;
@@ -48,7 +49,9 @@ export class FailureLimiter {
   async record(request: FastifyRequest, error: unknown): Promise<void> {
     if (!(error instanceof OAuthError) || !GUESSING_ERRORS.has(error.code)) return;
 
-    const result = await this.#limiter.hit(`oauth-failures:${request.ip}`, this.#limit, this.#windowSeconds);
+    // `hit` allows up to its limit, so `limit` - 1 blocks the address once the
+    // limit-th failure is counted, and the next request is the first refused.
+    const result = await this.#limiter.hit(`oauth-failures:${request.ip}`, this.#limit - 1, this.#windowSeconds);
     if (result.allowed) return;
 
     if (this.#blockedUntil.size > 10_000) this.#blockedUntil.clear();

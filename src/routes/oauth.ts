@@ -39,7 +39,7 @@ function requester(request: FastifyRequest) {
 /** Registers the token, device authorization, revocation and introspection endpoints. */
 export default async function oauthRoutes(app: FastifyInstance): Promise<void> {
   const context = app.speedgate;
-  const failures = new FailureLimiter(context.rateLimiter, context.config.oauthFailureLimit, 60);
+  const failures = new FailureLimiter(context.rateLimiter, context.config.oauthFailureLimit, 60, context.config.now);
   app.addHook('onRequest', requireFormBody);
   app.addHook('preHandler', async (request) => failures.check(request));
   app.addHook('onError', async (request, _reply, error) => failures.record(request, error));

@@ -63,9 +63,15 @@ export function clearSessionCookie(request: FastifyRequest, reply: FastifyReply)
   reply.clearCookie(sessionCookieName(request), cookieOptions(request));
 }
 
+// Prefixed like the session cookie: a sibling subdomain that could plant its own
+// binding cookie could pair it with a token it fetched itself (login CSRF).
+function csrfCookieName(request: FastifyRequest): string {
+  return secureCookies(request) ? `__Host-${ANONYMOUS_CSRF_COOKIE}` : ANONYMOUS_CSRF_COOKIE;
+}
+
 // Logged in, the session id binds the CSRF token; before that, a random cookie does.
 function csrfBinding(request: FastifyRequest): string | undefined {
-  return readSessionId(request) ?? readSignedCookie(request, ANONYMOUS_CSRF_COOKIE);
+  return readSessionId(request) ?? readSignedCookie(request, csrfCookieName(request));
 }
 
 /** Returns the CSRF token for a form on this page, setting the binding cookie if the browser has none. */
@@ -73,7 +79,7 @@ export function csrfTokenFor(request: FastifyRequest, reply: FastifyReply, sessi
   let binding = sessionId ?? csrfBinding(request);
   if (binding === undefined) {
     binding = randomToken(24);
-    reply.setCookie(ANONYMOUS_CSRF_COOKIE, binding, cookieOptions(request));
+    reply.setCookie(csrfCookieName(request), binding, cookieOptions(request));
   }
   return createCsrfToken(request.server.speedgate.cookieSecret, binding);
 }
@@ -98,10 +104,11 @@ export function readForm(request: FastifyRequest): Parameters {
 /**
  * Returns `next` when it is a path on this server, else `/`. Rejects
  * scheme-relative (`//host`) and backslash forms that browsers treat as
- * another host, so a login link cannot redirect off-site.
+ * another host, so a login link cannot redirect off-site. A repeated query
+ * parameter arrives as an array and also gives `/`.
  */
-export function safeNextPath(next: string | undefined): string {
-  if (next === undefined || !next.startsWith('/')) return '/';
+export function safeNextPath(next: unknown): string {
+  if (typeof next !== 'string' || !next.startsWith('/')) return '/';
   if (next.startsWith('//') || next.includes('\\') || /[\u0000-\u001f]/.test(next)) return '/';
   return next;
 }
