@@ -1,6 +1,7 @@
 import type { OAuthContext } from '../oauth/context.ts';
 import { loadGrantStatus, verifyAccessTokenCached } from '../oauth/grant-status.ts';
-import { knownResources } from '../oauth/resources.ts';
+import { apiResource } from '../oauth/context.ts';
+import { normalizeResource } from '../oauth/resources.ts';
 import type { LastUsedRecorder } from './last-used.ts';
 import { PAT_PREFIX } from './pat-format.ts';
 import { findActivePat } from './personal-access-tokens.ts';
@@ -44,7 +45,7 @@ async function authenticateAccessToken(context: BearerContext, raw: string): Pro
   let payload;
   try {
     // The API accepts tokens for itself and for this whole host, never for another resource server.
-    const audiences = knownResources(config).slice(0, 2);
+    const audiences = [normalizeResource(apiResource(config)), normalizeResource(config.issuer)].filter((uri): uri is string => uri !== undefined);
     payload = await verifyAccessTokenCached(context, raw, audiences);
   } catch {
     return { ok: false, error: 'invalid_token', description: INVALID };
