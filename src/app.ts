@@ -70,9 +70,23 @@ export async function buildApp(config: Config, options: BuildOptions = {}): Prom
     },
     // Bodies of OAuth requests are small; this bounds what one request can make the server parse.
     bodyLimit: 64 * 1024,
+    // API bodies are validated as sent: no silent type coercion, and unknown fields are rejected.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
     // Rate limits count per client address, so behind a load balancer it must come from X-Forwarded-For.
     trustProxy: config.trustProxy as FastifyServerOptions['trustProxy'],
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+  });
+
+  // Node.js keeps a keep-alive connection open after its response even while the
+  // server closes, until keepAliveTimeout (72 s in Fastify 5), so close() would wait
+  // that long for a client that had a request in flight. Responses sent during
+  // shutdown ask the client to close the connection instead.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
   });
 
   const onConnectionError = (error: Error) => app.log.error({ err: error }, 'idle database connection failed');
