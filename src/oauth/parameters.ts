@@ -6,6 +6,8 @@ export const MAX_PARAMETER_LENGTH = 4096;
 export type Parameters = Record<string, string>;
 
 const INVALID_CHARACTERS = /[\uFFFD\u0000-\u001f\u007f]/;
+// The same set without CR and LF, which a browser sends as CRLF between the lines of a textarea.
+const INVALID_MULTILINE_CHARACTERS = /[\uFFFD\u0000-\u0009\u000b\u000c\u000e-\u001f\u007f]/;
 
 /**
  * Decodes an application/x-www-form-urlencoded body as the WHATWG URL standard
@@ -28,9 +30,10 @@ export function parseFormBody(body: string): Record<string, string | string[]> {
 /**
  * Validates a parsed form or JSON body as OAuth parameters: an object of
  * single string values. RFC 6749 section 3.2 forbids repeating a parameter,
- * and an empty value counts as absent.
+ * and an empty value counts as absent. Only the fields named in
+ * `multilineFields`, such as a textarea's, may contain CR and LF.
  */
-export function readParameters(body: unknown): Parameters {
+export function readParameters(body: unknown, multilineFields: readonly string[] = []): Parameters {
   if (body === undefined || body === null || body === '') return {};
 
   if (typeof body !== 'object' || Array.isArray(body)) {
@@ -51,7 +54,8 @@ export function readParameters(body: unknown): Parameters {
     if (value.length > MAX_PARAMETER_LENGTH) {
       throw invalidRequest(`The parameter ${name} is longer than ${MAX_PARAMETER_LENGTH} characters`);
     }
-    if (INVALID_CHARACTERS.test(value)) {
+    const invalidCharacters = multilineFields.includes(name) ? INVALID_MULTILINE_CHARACTERS : INVALID_CHARACTERS;
+    if (invalidCharacters.test(value)) {
       throw invalidRequest(`The parameter ${name} contains invalid UTF-8 or control characters`);
     }
     if (value !== '') parameters[name] = value;

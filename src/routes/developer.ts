@@ -141,7 +141,7 @@ export default async function developerRoutes(app: FastifyInstance): Promise<voi
     const user = await requireUser(request, reply);
     if (user === undefined) return reply;
 
-    const form = readAppForm(readForm(request));
+    const form = readAppForm(readForm(request, ['redirect_uris']));
     try {
       const { client, clientSecret } = await registerClient(db, scopes, {
         name: form.name,
@@ -172,13 +172,14 @@ export default async function developerRoutes(app: FastifyInstance): Promise<voi
     if (user === undefined) return reply;
 
     const client = await findManagedClient(user, request.params.id);
-    const form = readAppForm(readForm(request));
+    const form = readAppForm(readForm(request, ['redirect_uris']));
     try {
       const updated = await updateClient(db, scopes, client, {
         name: form.name,
         grantTypes: form.grantTypes,
         redirectUris: splitLines(form.redirectUris),
-        scopes: form.scopes,
+        // As on the register form, no ticked scope means every grantable scope.
+        scopes: form.scopes.length === 0 ? undefined : form.scopes,
         tokenEndpointAuthMethod: client.secret_hash === null ? 'none' : (form.authMethod as 'client_secret_basic' | 'client_secret_post'),
         registrationType: client.registration_type,
         metadata: client.metadata,

@@ -86,10 +86,11 @@ export function csrfTokenFor(request: FastifyRequest, reply: FastifyReply, sessi
 
 /**
  * Reads a submitted form and checks its CSRF token. Throws a 403 when the
- * token is missing or was not issued to this browser.
+ * token is missing or was not issued to this browser. Only the fields named in
+ * `multilineFields` (textareas) may contain line breaks.
  */
-export function readForm(request: FastifyRequest): Parameters {
-  const form = readParameters(request.body);
+export function readForm(request: FastifyRequest, multilineFields: readonly string[] = []): Parameters {
+  const form = readParameters(request.body, multilineFields);
   const binding = csrfBinding(request);
 
   if (binding === undefined || !verifyCsrfToken(request.server.speedgate.cookieSecret, binding, form.csrf_token)) {
