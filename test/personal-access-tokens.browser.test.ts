@@ -65,7 +65,7 @@ function defineTests(browser: Browser, server: TestServer): void {
     t.equal(await copy.textContent(), 'Copy', 'the script shows the copy button');
     await copy.click();
     // The label changes once the asynchronous clipboard write has finished.
-    await page.waitForFunction(`document.querySelector('button[data-copy="new-token-value"]')?.textContent === 'Copied'`);
+    await page.locator('button[data-copy="new-token-value"]', { hasText: 'Copied' }).waitFor();
     t.equal(await copy.textContent(), 'Copied', 'the copy button reports success');
     t.equal(await page.evaluate<string>('navigator.clipboard.readText()'), token, 'the clipboard holds the token');
 
