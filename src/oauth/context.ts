@@ -7,7 +7,7 @@ import type { SigningKeys } from './keys.ts';
 import type { MetadataDocumentClients } from './metadata-documents.ts';
 import type { ScopeRegistry } from './scopes.ts';
 
-/** What the protocol core needs from the server: storage, keys, scopes and settings. */
+/** Dependencies of the protocol core: storage, keys, scopes, caches and settings. */
 export interface OAuthContext {
   db: Kysely<Database>;
   config: Config;
@@ -18,7 +18,7 @@ export interface OAuthContext {
   cache: AuthCache;
 }
 
-/** The resource identifier of the demo API, the default audience of access tokens. */
+/** Returns the resource identifier of the demo API, the default audience of access tokens. */
 export function apiResource(config: Config): string {
   return `${config.issuer}/api/v1`;
 }

@@ -11,7 +11,7 @@ export type IntrospectionResponse =
   | {
       active: true;
       token_type: 'Bearer' | 'refresh_token';
-      /** Which kind of Speedgate token this is; PATs and access tokens are both sent as Bearer. */
+      /** Kind of Speedgate token, because PATs and access tokens are both sent as Bearer. */
       token_kind?: 'access_token' | 'refresh_token' | 'personal_access_token';
       scope: string;
       /** Absent for a personal access token, which no client requested. */
@@ -32,7 +32,7 @@ export type ExtraIntrospection = (raw: string) => Promise<IntrospectionResponse 
 /**
  * Describes a token to a confidential client, typically a resource server.
  * Revoked, expired, rotated and unknown tokens are all just inactive.
- * `extra` is asked first and its answer used when it returns one.
+ * `extra` is called first, and its result is used when it returns one.
  */
 export async function introspectToken(
   context: OAuthContext,

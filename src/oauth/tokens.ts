@@ -40,8 +40,8 @@ export async function createRefreshToken(
   return token;
 }
 
-/** How stale an authorization's "last used" time may get before a token issuance updates it. */
-const LAST_USED_RESOLUTION_MS = 60_000;
+/** Maximum age of an authorization's "last used" time before a token issuance updates it. */
+export const LAST_USED_RESOLUTION_MS = 60_000;
 
 /**
  * Records that the authorization issued a token, at most once a minute, so a
@@ -77,7 +77,7 @@ export async function signAccessToken(context: OAuthContext, grant: TokenSubject
   return { access_token: accessToken, token_type: 'Bearer', expires_in: config.accessTokenTtlSeconds, scope };
 }
 
-/** A refresh token not yet stored: the raw value for the client and the row that stores its hash. */
+/** Generates a refresh token not yet stored: the raw value for the client and the row that stores its hash. */
 export function prepareRefreshToken(context: OAuthContext, grantId: string, scope: string) {
   const now = context.config.now();
   const token = `${REFRESH_TOKEN_PREFIX}${randomToken(32)}`;

@@ -27,7 +27,7 @@ function pendingError(tooFast: boolean, interval: number): OAuthError {
 }
 
 /**
- * Answers a poll of a pending, unexpired device code in one statement: it
+ * Handles a poll of a pending, unexpired device code in one statement: it
  * records the poll, grows the interval when the client polls too fast, and
  * returns the previous interval. Returns undefined for a code in any other
  * state, which the full transaction then handles.
@@ -55,7 +55,7 @@ async function pollPendingCode(context: OAuthContext, client: Client, deviceCode
 async function pollDeviceCode(context: OAuthContext, client: Client, parameters: Parameters): Promise<GrantOutcome> {
   const now = context.config.now();
 
-  // Most polls find the code still pending: answer those without a transaction.
+  // Most polls find the code still pending, so those skip the transaction.
   const pending = await pollPendingCode(context, client, parameters.device_code, now);
   if (pending !== undefined) return { error: pending };
 

@@ -7,7 +7,7 @@ import type { Parameters } from '../parameters.ts';
 import { openResponse, sealResponse } from '../sealed-response.ts';
 import { checkBoundResource } from '../resources.ts';
 import { sha256Hex } from '../secrets.ts';
-import { createRefreshToken, issueTokens, prepareRefreshToken, revokeGrant, signAccessToken, type TokenResponse } from '../tokens.ts';
+import { LAST_USED_RESOLUTION_MS, createRefreshToken, issueTokens, prepareRefreshToken, revokeGrant, signAccessToken, type TokenResponse } from '../tokens.ts';
 import { unwrapOutcome, type GrantHandler, type GrantOutcome } from './types.ts';
 
 type RefreshToken = Selectable<RefreshTokensTable>;
@@ -95,7 +95,7 @@ async function rotateUnusedToken(context: OAuthContext, client: Client, paramete
     returning id`.execute(db);
   if (result.rows.length === 0) return undefined;
 
-  if (token.grant_last_used_at === null || now.getTime() - token.grant_last_used_at.getTime() >= 60_000) {
+  if (token.grant_last_used_at === null || now.getTime() - token.grant_last_used_at.getTime() >= LAST_USED_RESOLUTION_MS) {
     await db.updateTable('grants').set({ last_used_at: now }).where('id', '=', token.grant_id).execute();
   }
   context.audit.record({ event: 'token_refreshed', userId: token.user_id, clientId: client.id, detail: scope });
