@@ -23,7 +23,7 @@ export interface Config {
   /** Folder of the embedded database, or `memory://` for a throwaway one. */
   dataDir: string;
   /**
-   * Which proxies to believe in X-Forwarded-For, as Fastify's `trustProxy`:
+   * Proxies whose X-Forwarded-For is believed, as Fastify's `trustProxy`:
    * false, true, a hop count, or a list of addresses and CIDR ranges.
    */
   trustProxy: boolean | number | string[];

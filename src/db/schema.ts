@@ -157,7 +157,7 @@ export interface PersonalAccessTokensTable {
   revoked_at: Timestamp | null;
   /** `user` when the owner revoked it, `leak_report` when someone reported it leaked. */
   revoked_reason: string | null;
-  /** Where a leak report said the token was found, such as a URL. */
+  /** Where the leak report found the token, such as a URL. */
   leak_source: string | null;
   last_used_at: Timestamp | null;
   last_used_ip: string | null;

@@ -156,7 +156,7 @@ async function ensureSigningKey(db: Kysely<Database>, now: Date): Promise<void> 
 
 /**
  * Adds a new signing key and retires the current one. Every node signs with
- * the new key after its next reload (within a minute); the retired key stays
+ * the new key after its next reload (within a minute). The retired key stays
  * in the JWKS until the tokens it signed have expired. Returns the new `kid`.
  */
 export async function rotateSigningKey(db: Kysely<Database>, now: Date): Promise<string> {

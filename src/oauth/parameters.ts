@@ -1,6 +1,6 @@
 import { OAuthError, invalidRequest } from './errors.ts';
 
-/** Longest value accepted for any OAuth parameter, in characters. */
+/** Maximum length of any OAuth parameter value, in characters. */
 export const MAX_PARAMETER_LENGTH = 4096;
 
 export type Parameters = Record<string, string>;

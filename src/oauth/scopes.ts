@@ -16,7 +16,7 @@ const BUILT_IN_SCOPES: readonly Scope[] = [
   { name: 'admin', description: 'Administer this Speedgate server', risk: 'admin', reserved: true },
 ];
 
-/** The scopes this server knows, built in and added by the operator. */
+/** Registry of the scopes this server grants: the built-in ones and those the operator adds. */
 export class ScopeRegistry {
   readonly #scopes = new Map<string, Scope>();
 

@@ -69,7 +69,7 @@ export function registerErrorHandler(app: FastifyInstance): void {
     let error = raw instanceof OAuthError ? raw : translateFrameworkError(raw);
 
     if (error === undefined && isDatabaseUnavailable(raw)) {
-      request.log.warn({ err: raw }, 'database unavailable; answered 503');
+      request.log.warn({ err: raw }, 'database unavailable; responded with 503');
       error = new OAuthError('temporarily_unavailable', 'The service is briefly unavailable; retry in a moment', {
         status: 503,
         headers: { 'retry-after': '1' },

@@ -72,7 +72,7 @@ export default async function devicePageRoutes(app: FastifyInstance): Promise<vo
   }
 
   // A user who followed a verification_uri_complete link did not type the code, so an
-  // attacker may have sent the link (RFC 8628 section 5.4): approving then needs an
+  // attacker may have sent the link (RFC 8628 section 5.4). Approving then needs an
   // explicit confirmation that the code matches the one on the user's own device.
   async function renderConfirm(request: FastifyRequest, reply: FastifyReply, user: User, row: DeviceCode, userCode: string, viaLink: boolean, error?: string) {
     const client = await findClient(db, row.client_id);

@@ -45,7 +45,7 @@ function checkRedemption(context: OAuthContext, code: CodeRow, parameters: Param
  * Redeems an unused code in two round trips: a read, then one statement that
  * consumes the code and creates the authorization and its refresh token, but
  * only if no concurrent request consumed the code first. Returns undefined
- * for a used code or a lost race, which the transaction below answers.
+ * for a used code or a lost race, and the transaction below then decides it.
  */
 async function redeemUnusedCode(context: OAuthContext, client: Client, parameters: Parameters): Promise<GrantOutcome | undefined> {
   const { db, config } = context;

@@ -56,8 +56,8 @@ async function findRetryResponse(
  * Rotates an unused refresh token in two round trips: a read, then one
  * statement that marks the token rotated and stores its successor, but only
  * if no concurrent request rotated it first. Returns undefined whenever the
- * token is in any other state, or lost that race, for the transaction below
- * to answer with its row lock.
+ * token is in any other state, or lost that race, and the transaction below
+ * then decides the request under its row lock.
  */
 async function rotateUnusedToken(context: OAuthContext, client: Client, parameters: Parameters): Promise<TokenResponse | undefined> {
   const { db, config } = context;
