@@ -84,6 +84,39 @@ t.test('approved code yields tokens once', async (t) => {
   t.same(replay.body, { error: 'invalid_grant', error_description: 'The device_code has already been used' });
 });
 
+t.test('approval reaches a polling device', async (t) => {
+  const { client } = await createTestClient(server);
+  const user = await createTestUser(server);
+  const start = await startDevice(server, client.id);
+
+  const first = await redeemDevice(server, client.id, start.deviceCode);
+  t.same(first.body, pending);
+  server.clock.advance(5);
+  const second = await redeemDevice(server, client.id, start.deviceCode);
+  t.same(second.body, pending, 'the second poll is answered from memory');
+
+  await decideDevice(server, start, user.id);
+  server.clock.advance(5);
+  const issued = await redeemDevice(server, client.id, start.deviceCode);
+  t.equal(issued.status, 200, 'the poll after the approval gets tokens');
+  t.equal(issued.body.token_type, 'Bearer');
+});
+
+t.test('denial reaches a polling device', async (t) => {
+  const { client } = await createTestClient(server);
+  const user = await createTestUser(server);
+  const start = await startDevice(server, client.id);
+
+  const first = await redeemDevice(server, client.id, start.deviceCode);
+  t.same(first.body, pending);
+
+  await decideDevice(server, start, user.id, false);
+  server.clock.advance(5);
+  const denied = await redeemDevice(server, client.id, start.deviceCode);
+  t.equal(denied.status, 400);
+  t.same(denied.body, { error: 'access_denied', error_description: 'The user denied the authorization request' });
+});
+
 t.test('client without refresh grant gets none', async (t) => {
   const { client } = await createTestClient(server, { grantTypes: [DEVICE_GRANT] });
   const user = await createTestUser(server);
@@ -157,6 +190,19 @@ t.test('device code of another client', async (t) => {
 
   const rightful = await redeemDevice(server, owner.id, start.deviceCode);
   t.equal(rightful.status, 200, 'the owner can still redeem the code');
+});
+
+t.test('pending code polled by another client', async (t) => {
+  const { client: owner } = await createTestClient(server);
+  const { client: other } = await createTestClient(server);
+  const start = await startDevice(server, owner.id);
+  const first = await redeemDevice(server, owner.id, start.deviceCode);
+  t.same(first.body, pending, "the owner's poll is remembered");
+
+  server.clock.advance(5);
+  const stolen = await redeemDevice(server, other.id, start.deviceCode);
+  t.equal(stolen.status, 400);
+  t.same(stolen.body, { error: 'invalid_grant', error_description: 'The device_code is invalid' });
 });
 
 t.test('missing device_code is invalid_request', async (t) => {

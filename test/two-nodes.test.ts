@@ -4,7 +4,17 @@ import { decodeJwt, PASSWORD } from './helpers/authorization.ts';
 import { BrowserSession } from './helpers/browser-session.ts';
 import { createTestDatabase } from './helpers/database.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
-import { basicAuthorization, createTestClient, createTestUser, DEVICE_GRANT, issueTestTokens, postForm } from './helpers/tokens.ts';
+import {
+  basicAuthorization,
+  createTestClient,
+  createTestUser,
+  decideDevice,
+  DEVICE_GRANT,
+  issueTestTokens,
+  postForm,
+  redeemDevice,
+  startDevice,
+} from './helpers/tokens.ts';
 
 // Two nodes need one database that both reach: PGlite is embedded in one process.
 if (!process.env.DATABASE_URL) {
@@ -95,6 +105,18 @@ async function runTwoNodeTests(): Promise<void> {
 
     t.equal(await apiStatus(urlA, accessToken), 200, "node A accepts node B's access token");
     t.equal(await apiStatus(urlB, accessToken), 200, 'node B accepts its own access token');
+  });
+
+  t.test('approval on one node reaches a polling node', async (t) => {
+    const user = await createTestUser(nodeA);
+    const start = await startDevice(nodeA, client.id);
+    const first = await redeemDevice(nodeA, client.id, start.deviceCode);
+    t.equal(first.body.error, 'authorization_pending', 'node A remembers the pending code');
+
+    await decideDevice(nodeB, start, user.id);
+    advanceBoth(6);
+    const issued = await redeemDevice(nodeA, client.id, start.deviceCode);
+    t.equal(issued.status, 200, "node A hears of node B's approval");
   });
 
   t.test('revocation on one node applies to both', async (t) => {

@@ -10,11 +10,21 @@ export interface GrantStatus {
   clientId: string;
 }
 
+/** The poll state of a pending device authorization, kept by the node that handles its polls. */
+export interface PendingDevicePoll {
+  clientId: string;
+  /** When the device code expires, in epoch milliseconds of the server clock. */
+  expiresAt: number;
+  intervalSeconds: number;
+  /** The last poll this node handled, in epoch milliseconds of the server clock. */
+  lastPolledAt: number;
+}
+
 const MINUTE_MS = 60_000;
 
 /**
  * In-memory caches for the hot paths: clients, grant status, personal
- * access tokens and verified access-token claims. Revocations reach every
+ * access tokens, verified access-token claims and pending device codes. Revocations reach every
  * node: each change is announced through PostgreSQL NOTIFY, and while the listening connection is down the caches of rows
  * that can be revoked are emptied and bypassed. Verified claims need no
  * announcement: a token's signature never changes, and its grant is checked
@@ -31,6 +41,8 @@ export class AuthCache {
   readonly clientGrants = new TtlCache<string, Grant>(10_000, MINUTE_MS);
   readonly pats = new TtlCache<string, PersonalAccessToken>(100_000, MINUTE_MS);
   readonly accessTokens = new TtlCache<string, JWTPayload>(100_000, 10 * MINUTE_MS);
+  /** Pending device codes by device-code hash; the user's decision is announced as `device:<hash>`. */
+  readonly devicePolls = new TtlCache<string, PendingDevicePoll>(100_000, 30 * MINUTE_MS);
 
   #generation = 0;
 
@@ -89,11 +101,14 @@ export class AuthCache {
       this.#reset();
     } else if (kind === 'client') {
       this.clients.delete(id);
-      // Deleting a client deletes its grants by cascade, with no announcement of their own.
+      // Deleting a client deletes its grants and device codes by cascade, with no announcement of their own.
       this.grants.deleteWhere((grant) => grant.clientId === id);
       this.clientGrants.deleteWhere((grant) => grant.client_id === id);
+      this.devicePolls.deleteWhere((poll) => poll.clientId === id);
     } else if (kind === 'pat') {
       this.pats.delete(id);
+    } else if (kind === 'device') {
+      this.devicePolls.delete(id);
     }
   }
 
@@ -103,5 +118,6 @@ export class AuthCache {
     this.grants.clear();
     this.clientGrants.clear();
     this.pats.clear();
+    this.devicePolls.clear();
   }
 }

@@ -9,8 +9,8 @@ export const INVALIDATION_CHANNEL = 'speedgate_invalidate';
 /**
  * Announces that a cached row changed, to every node. Sent with NOTIFY in
  * the caller's transaction, so nodes hear it only once the change commits.
- * Messages name the row: `grant:<id>`, `client:<id>`, `pat:<token hash>`, or
- * `client:*` for all clients.
+ * Messages name the row: `grant:<id>`, `client:<id>`, `pat:<token hash>`,
+ * `device:<device code hash>`, or `client:*` for all clients.
  */
 export async function announceChange(executor: Kysely<Database> | Transaction<Database>, message: string): Promise<void> {
   await sql`select pg_notify(${INVALIDATION_CHANNEL}, ${message})`.execute(executor);

@@ -1,5 +1,6 @@
 import { randomInt, randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
+import { announceChange } from '../db/invalidation.ts';
 import type { Client, Database, DeviceCode } from '../db/schema.ts';
 import { GRANT_TYPES } from './clients.ts';
 import type { OAuthContext } from './context.ts';
@@ -147,12 +148,19 @@ export async function decideDeviceCode(
   approved: boolean,
   now: Date,
 ): Promise<boolean> {
-  const result = await db
-    .updateTable('device_codes')
-    .set({ status: approved ? 'approved' : 'denied', user_id: userId })
-    .where('id', '=', id)
-    .where('status', '=', 'pending')
-    .where('expires_at', '>', now)
-    .executeTakeFirst();
-  return result.numUpdatedRows === 1n;
+  return db.transaction().execute(async (trx) => {
+    const decided = await trx
+      .updateTable('device_codes')
+      .set({ status: approved ? 'approved' : 'denied', user_id: userId })
+      .where('id', '=', id)
+      .where('status', '=', 'pending')
+      .where('expires_at', '>', now)
+      .returning('device_code_hash')
+      .executeTakeFirst();
+    if (decided === undefined) return false;
+
+    // Nodes handle polls of a pending code in memory until the decision is announced.
+    await announceChange(trx, `device:${decided.device_code_hash}`);
+    return true;
+  });
 }
