@@ -81,6 +81,20 @@ t.test('wrong code_verifier is invalid_grant', async (t) => {
 
   const malformed = { ...issued, pkce: { ...issued.pkce, verifier: 'short' } };
   expectError(t, await redeemCode(server, client.id, malformed), 400, 'invalid_grant', 'The code_verifier does not match the code_challenge');
+
+  t.equal((await redeemCode(server, client.id, issued)).status, 200, 'the failed attempts left the code usable');
+});
+
+t.test('resource on code redemption', async (t) => {
+  const { client, issued } = await publicCode();
+  const redeemWith = (resource: string) => postForm(tokenUrl, { ...codeFields(issued), client_id: client.id, resource });
+
+  const unknown = await redeemWith('https://elsewhere.example/api');
+  expectError(t, unknown, 400, 'invalid_target', 'The resource https://elsewhere.example/api is not served by this authorization server');
+
+  const bound = await redeemWith(apiResource(server.config));
+  t.equal(bound.status, 200, 'the bound resource redeems the code after the failed attempt');
+  t.equal(decodeJwt(bound.body.access_token).payload.aud, apiResource(server.config));
 });
 
 t.test('missing code_verifier is invalid_request', async (t) => {

@@ -8,9 +8,13 @@ export function isWellFormedPkceValue(value: string): boolean {
   return VERIFIER.test(value);
 }
 
+/** Computes the S256 `code_challenge` of a `code_verifier` (RFC 7636 section 4.2). */
+export function codeChallengeOf(verifier: string): string {
+  return createHash('sha256').update(verifier, 'ascii').digest('base64url');
+}
+
 /** Checks a `code_verifier` against a stored S256 `code_challenge` (RFC 7636 section 4.6). */
 export function verifyCodeChallenge(verifier: string, challenge: string): boolean {
   if (!VERIFIER.test(verifier)) return false;
-  const computed = createHash('sha256').update(verifier, 'ascii').digest('base64url');
-  return constantTimeEqual(computed, challenge);
+  return constantTimeEqual(codeChallengeOf(verifier), challenge);
 }

@@ -77,15 +77,13 @@ export async function signAccessToken(context: OAuthContext, grant: TokenSubject
   return { access_token: accessToken, token_type: 'Bearer', expires_in: config.accessTokenTtlSeconds, scope };
 }
 
-/** Generates a refresh token not yet stored: the raw value for the client and the row that stores its hash. */
-export function prepareRefreshToken(context: OAuthContext, grantId: string, scope: string) {
+/** Generates a refresh token not yet stored: the raw value for the client and the row fields that store its hash. */
+export function prepareRefreshToken(context: OAuthContext) {
   const now = context.config.now();
   const token = `${REFRESH_TOKEN_PREFIX}${randomToken(32)}`;
   const row = {
     id: randomUUID(),
     token_hash: sha256Hex(token),
-    grant_id: grantId,
-    scope,
     created_at: now,
     expires_at: new Date(now.getTime() + context.config.refreshTokenTtlSeconds * 1000),
   };

@@ -5,8 +5,8 @@ import { GRANT_TYPES } from '../clients.ts';
 import type { OAuthContext } from '../context.ts';
 import { OAuthError } from '../errors.ts';
 import type { Parameters } from '../parameters.ts';
-import { verifyCodeChallenge } from '../pkce.ts';
-import { checkBoundResource } from '../resources.ts';
+import { codeChallengeOf, isWellFormedPkceValue, verifyCodeChallenge } from '../pkce.ts';
+import { checkBoundResource, resolveResource } from '../resources.ts';
 import { sha256Hex } from '../secrets.ts';
 import { createGrant, issueTokens, prepareRefreshToken, revokeGrant, signAccessToken } from '../tokens.ts';
 import { unwrapOutcome, type GrantHandler, type GrantOutcome } from './types.ts';
@@ -42,54 +42,78 @@ function checkRedemption(context: OAuthContext, code: CodeRow, parameters: Param
 }
 
 /**
- * Redeems an unused code in two round trips: a read, then one statement that
- * consumes the code and creates the authorization and its refresh token, but
- * only if no concurrent request consumed the code first. Returns undefined
- * for a used code or a lost race, and the transaction below then decides it.
+ * Returns the request's resource resolved as the code stores it: undefined
+ * when absent, null when it names no resource this server serves.
+ */
+function requestedResource(context: OAuthContext, parameters: Parameters): string | null | undefined {
+  if (parameters.resource === undefined) return undefined;
+  try {
+    return resolveResource(context.config, parameters.resource);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Redeems an unused code in one statement that checks the request against the
+ * code, consumes it, and creates the authorization and its refresh token. Only
+ * a request that can succeed takes this path. Returns undefined when the
+ * statement finds no such code, or lost a race, and the transaction below then
+ * decides the request and its exact error.
  */
 async function redeemUnusedCode(context: OAuthContext, client: Client, parameters: Parameters): Promise<GrantOutcome | undefined> {
   const { db, config } = context;
+  const verifier = parameters.code_verifier;
+  const resource = requestedResource(context, parameters);
+  if (verifier === undefined || !isWellFormedPkceValue(verifier) || resource === null) return undefined;
+
   const now = config.now();
-  const code = await db.selectFrom('authorization_codes').selectAll().where('code_hash', '=', sha256Hex(parameters.code)).executeTakeFirst();
-
-  if (code === undefined) return invalidGrant('The authorization code is invalid');
-  if (code.client_id !== client.id) return invalidGrant('The authorization code was issued to another client');
-  if (code.consumed_at !== null) return undefined;
-  if (code.expires_at <= now) return invalidGrant('The authorization code has expired');
-  const rejected = checkRedemption(context, code, parameters);
-  if (rejected !== undefined) return rejected;
-
-  const grant = { id: randomUUID(), user_id: code.user_id, client_id: client.id, resource: code.resource };
-  const response = await signAccessToken(context, grant, code.scope);
-  const refresh = client.grant_types.includes(GRANT_TYPES.refreshToken) ? prepareRefreshToken(context, grant.id, code.scope) : undefined;
-  if (refresh !== undefined) response.refresh_token = refresh.token;
-
+  const grantId = randomUUID();
+  const redirectUri = parameters.redirect_uri ?? null;
+  const refresh = client.grant_types.includes(GRANT_TYPES.refreshToken) ? prepareRefreshToken(context) : undefined;
+  // A client's first authorization marks it used, so the purge of unused registrations keeps it.
+  const markClientUsed = client.last_used_at !== null
+    ? sql``
+    : sql`, marked as (
+        update clients set last_used_at = ${now}
+        where id = ${client.id} and last_used_at is null and exists (select 1 from consumed)
+      )`;
   const storeRefresh = refresh === undefined
-    ? sql`select id from created`
-    : sql`insert into refresh_tokens (id, token_hash, grant_id, scope, created_at, expires_at)
-        select ${refresh.row.id}, ${refresh.row.token_hash}, id, ${refresh.row.scope}, ${refresh.row.created_at}, ${refresh.row.expires_at}
+    ? sql``
+    : sql`, stored as (
+        insert into refresh_tokens (id, token_hash, grant_id, scope, created_at, expires_at)
+        select ${refresh.row.id}, ${refresh.row.token_hash}, id, scope, ${refresh.row.created_at}, ${refresh.row.expires_at}
         from created
-        returning grant_id as id`;
+      )`;
 
+  // The challenge is public, sent in the authorization request, so comparing it in SQL reveals nothing.
   // Foreign keys are checked at the end of the statement, when the grant row exists.
-  const result = await sql<{ id: string }>`
+  const result = await sql<{ user_id: string; scope: string; resource: string }>`
     with consumed as (
-      update authorization_codes set consumed_at = ${now}, grant_id = ${grant.id}
-      where id = ${code.id} and consumed_at is null
-      returning id
+      update authorization_codes set consumed_at = ${now}, grant_id = ${grantId}
+      where code_hash = ${sha256Hex(parameters.code)} and client_id = ${client.id}
+        and consumed_at is null and expires_at > ${now}
+        and code_challenge = ${codeChallengeOf(verifier)}
+        and (not redirect_uri_sent or ${redirectUri}::text is not null)
+        and (${redirectUri}::text is null or redirect_uri = ${redirectUri})
+        and (${resource ?? null}::text is null or resource = ${resource ?? null})
+      returning user_id, scope, resource
     ), created as (
       insert into grants (id, user_id, client_id, scope, resource, origin, created_at, last_used_at)
-      select ${grant.id}, ${code.user_id}, ${client.id}, ${code.scope}, ${code.resource}, 'authorization_code', ${now}, ${now}
+      select ${grantId}, user_id, ${client.id}, scope, resource, 'authorization_code', ${now}, ${now}
       from consumed
-      returning id
-    )
-    ${storeRefresh}`.execute(db);
-  if (result.rows.length === 0) return undefined;
+      returning id, scope
+    )${storeRefresh}${markClientUsed}
+    select user_id, scope, resource from consumed`.execute(db);
+  const code = result.rows[0];
+  if (code === undefined) return undefined;
 
-  // A client's first authorization marks it used, so the purge of unused registrations keeps it.
-  if (client.last_used_at === null) {
-    await db.updateTable('clients').set({ last_used_at: now }).where('id', '=', client.id).where('last_used_at', 'is', null).execute();
-  }
+  const grant = { id: grantId, user_id: code.user_id, client_id: client.id, resource: code.resource };
+  const response = await signAccessToken(context, grant, code.scope);
+  if (refresh !== undefined) response.refresh_token = refresh.token;
+
+  // The client may be a cached row: give it the time the statement stored.
+  client.last_used_at ??= now;
   context.audit.record({ event: 'token_issued', userId: code.user_id, clientId: client.id, detail: `authorization_code: ${code.scope}` });
   return { response };
 }

@@ -79,7 +79,7 @@ async function rotateUnusedToken(context: OAuthContext, client: Client, paramete
   const grant = { id: token.grant_id, user_id: token.user_id, client_id: token.client_id, resource: token.resource };
   const response = await signAccessToken(context, grant, scope);
   // RFC 6749 section 6: the new refresh token keeps the presented token's scope.
-  const successor = prepareRefreshToken(context, token.grant_id, token.scope);
+  const successor = prepareRefreshToken(context);
   response.refresh_token = successor.token;
 
   const row = successor.row;
@@ -91,7 +91,7 @@ async function rotateUnusedToken(context: OAuthContext, client: Client, paramete
       returning grant_id
     )
     insert into refresh_tokens (id, token_hash, grant_id, scope, created_at, expires_at)
-    select ${row.id}, ${row.token_hash}, grant_id, ${row.scope}, ${row.created_at}, ${row.expires_at} from rotated
+    select ${row.id}, ${row.token_hash}, grant_id, ${token.scope}, ${row.created_at}, ${row.expires_at} from rotated
     returning id`.execute(db);
   if (result.rows.length === 0) return undefined;
 
