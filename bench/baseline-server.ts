@@ -2,6 +2,7 @@
 // without one indexed PostgreSQL query. Speedgate's routes are measured against it.
 import Fastify from 'fastify';
 import pg from 'pg';
+import { loadConfig } from '../src/config.ts';
 
 const port = Number(process.env.PORT);
 const userId = process.env.BASELINE_USER_ID;
@@ -13,8 +14,9 @@ if (!Number.isInteger(port) || process.env.DATABASE_URL === undefined || userId 
 // Logging at warn, as the benchmark runs Speedgate, so neither writes a line per request.
 const app = Fastify({ logger: { level: 'warn' } });
 
-// Ten connections, as Speedgate's own pool (src/db/database.ts) opens by default.
-const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10 });
+// As many connections as Speedgate's pool opens: DATABASE_POOL_SIZE, or its default.
+const poolSize = loadConfig(process.env).databasePoolSize;
+const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: poolSize });
 pool.on('error', (error) => app.log.error({ err: error }, 'idle database connection failed'));
 
 app.get('/baseline/json', async () => ({ ok: true, service: 'baseline' }));

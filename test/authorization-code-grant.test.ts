@@ -157,6 +157,25 @@ t.test('redirect_uri mismatch is invalid_grant', async (t) => {
   t.equal((await redeemCode(server, client.id, issued)).status, 200, 'the failed attempts left the code usable');
 });
 
+t.test('many codes redeemed at once', async (t) => {
+  const { client } = await registerCodeClient(server);
+  const users = await Promise.all(Array.from({ length: 9 }, () => createSignedInUser(server)));
+  const [wrongUser, ...rightUsers] = users;
+  const codes = await Promise.all(rightUsers.map(({ browser }) => obtainCode(browser, client.id, { scope: 'read:profile' })));
+  const wrongCode = await obtainCode(wrongUser.browser, client.id, { scope: 'read:profile' });
+  const wrong = { ...wrongCode, pkce: { ...wrongCode.pkce, verifier: 'B'.repeat(43) } };
+
+  // Sent together, these share batched statements: one bad request must not fail the others.
+  const [rejected, ...results] = await Promise.all([wrong, ...codes].map((issued) => redeemCode(server, client.id, issued)));
+  t.equal(rejected.status, 400, 'the wrong verifier is rejected');
+  t.strictSame(results.map((result) => result.status), Array(8).fill(200), 'every other code is redeemed');
+
+  const subjects = results.map((result) => decodeJwt(result.body.access_token).payload.sub);
+  t.strictSame(subjects, rightUsers.map(({ user }) => user.id), 'each token is for the user who approved its code');
+  const refreshed = await Promise.all(results.map((result) => refresh(server, client.id, result.body.refresh_token)));
+  t.strictSame(refreshed.map((result) => result.status), Array(8).fill(200), 'each refresh token was stored');
+});
+
 t.test('concurrent redemptions yield one success', async (t) => {
   const { client, issued } = await publicCode();
 

