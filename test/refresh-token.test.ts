@@ -51,6 +51,25 @@ t.test('refresh rotates to a new pair', async (t) => {
   t.equal(me.body.id, issued.user.id);
 });
 
+t.test('many tokens refreshed at once', async (t) => {
+  const { client } = await createTestClient(server);
+  const families = await Promise.all(Array.from({ length: 8 }, () => issueTestTokens(server, { clientId: client.id, scope: 'read:profile' })));
+  const [revoked, ...active] = families;
+  const revocation = await postForm(`${server.url}/o/revoke_token/`, { token: revoked.refreshToken ?? '', client_id: client.id });
+  t.equal(revocation.status, 200);
+
+  // Sent together, these share batched statements: the revoked token must not fail the others.
+  const [rejected, ...results] = await Promise.all(families.map((family) => refresh(client.id, family.refreshToken ?? '')));
+  t.equal(rejected.status, 400, 'the revoked token is rejected');
+  t.same(rejected.body, invalidGrant);
+  t.strictSame(results.map((result) => result.status), Array(7).fill(200), 'every other token rotates');
+
+  const successors = await Promise.all(results.map((result) => refresh(client.id, result.body.refresh_token)));
+  t.strictSame(successors.map((result) => result.status), Array(7).fill(200), 'each successor was stored');
+  const profiles = await Promise.all(successors.map((result) => callApi(server, 'GET', '/api/v1/me/', result.body.access_token)));
+  t.strictSame(profiles.map((profile) => profile.body.id), active.map((family) => family.user.id), 'each token is for its own user');
+});
+
 t.test('retry inside grace period repeats response', async (t) => {
   const issued = await issueTestTokens(server);
 

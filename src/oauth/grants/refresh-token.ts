@@ -1,4 +1,5 @@
-import { sql, type Selectable, type Transaction } from 'kysely';
+import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { Batcher } from '../../db/batcher.ts';
 import type { Client, Database, RefreshTokensTable } from '../../db/schema.ts';
 import { GRANT_TYPES } from '../clients.ts';
 import type { OAuthContext } from '../context.ts';
@@ -52,25 +53,111 @@ async function findRetryResponse(
   return unused ? response : undefined;
 }
 
+/** A refresh token row with the fields of its grant that a rotation needs. */
+interface PresentedToken extends RefreshToken {
+  client_id: string;
+  user_id: string | null;
+  resource: string;
+  grant_revoked_at: Date | null;
+  grant_last_used_at: Date | null;
+}
+
+/** Reads a batch of refresh tokens by hash, with their grants. Returns each token's row, or undefined. */
+async function readTokens(context: OAuthContext, hashes: string[]): Promise<(PresentedToken | undefined)[]> {
+  const rows = await context.db
+    .selectFrom('refresh_tokens')
+    .innerJoin('grants', 'grants.id', 'refresh_tokens.grant_id')
+    .selectAll('refresh_tokens')
+    .select(['grants.client_id', 'grants.user_id', 'grants.resource', 'grants.revoked_at as grant_revoked_at', 'grants.last_used_at as grant_last_used_at'])
+    .where('refresh_tokens.token_hash', 'in', hashes)
+    .execute();
+  const byHash = new Map(rows.map((row) => [row.token_hash, row]));
+  return hashes.map((hash) => byHash.get(hash));
+}
+
+/** A rotation the fast path may complete: the token to mark rotated and its successor. */
+interface Rotation {
+  tokenId: string;
+  grantId: string;
+  scope: string;
+  sealedResponse: string;
+  successorId: string;
+  successorHash: string;
+}
+
 /**
- * Rotates an unused refresh token in two round trips: a read, then one
- * statement that marks the token rotated and stores its successor, but only
- * if no concurrent request rotated it first. Returns undefined whenever the
- * token is in any other state, or lost that race, and the transaction below
- * then decides the request under its row lock.
+ * Rotates a batch of unused refresh tokens in one statement: each is marked
+ * rotated and its successor stored, unless a concurrent request rotated it
+ * first or its grant was revoked. Returns whether each rotation happened.
+ */
+async function rotateTokens(context: OAuthContext, rotations: Rotation[]): Promise<boolean[]> {
+  const { config } = context;
+  const now = config.now();
+  const expiresAt = new Date(now.getTime() + config.refreshTokenTtlSeconds * 1000);
+  const column = <K extends keyof Rotation>(key: K) => rotations.map((rotation) => rotation[key]);
+
+  const result = await sql<{ id: string }>`
+    with request as (
+      select * from unnest(
+        ${column('tokenId')}::text[], ${column('grantId')}::text[], ${column('scope')}::text[],
+        ${column('sealedResponse')}::text[], ${column('successorId')}::text[], ${column('successorHash')}::text[]
+      ) as r(token_id, grant_id, scope, sealed_response, successor_id, successor_hash)
+    ), rotated as (
+      update refresh_tokens as token set rotated_at = ${now}, successor_response = r.sealed_response
+      from request as r
+      where token.id = r.token_id and token.rotated_at is null and token.revoked_at is null
+        and exists (select 1 from grants where grants.id = r.grant_id and grants.revoked_at is null)
+      returning token.id, token.grant_id, r.scope, r.successor_id, r.successor_hash
+    ), stored as (
+      insert into refresh_tokens (id, token_hash, grant_id, scope, created_at, expires_at)
+      select successor_id, successor_hash, grant_id, scope, ${now}, ${expiresAt} from rotated
+    )
+    select id from rotated`.execute(context.db);
+
+  const rotated = new Set(result.rows.map((row) => row.id));
+  return rotations.map((rotation) => {
+    const done = rotated.has(rotation.tokenId);
+    // The same token twice in one batch is rotated once: the first rotation gets it.
+    rotated.delete(rotation.tokenId);
+    return done;
+  });
+}
+
+interface RefreshBatchers {
+  reads: Batcher<string, PresentedToken | undefined>;
+  rotations: Batcher<Rotation, boolean>;
+}
+
+/** Batchers per database, so concurrent refreshes share statements and commits. */
+const batchers = new WeakMap<Kysely<Database>, RefreshBatchers>();
+
+function batchersFor(context: OAuthContext): RefreshBatchers {
+  let found = batchers.get(context.db);
+  if (found === undefined) {
+    found = {
+      reads: new Batcher((hashes) => readTokens(context, hashes), { maxSize: 64, concurrency: 1 }),
+      rotations: new Batcher((rotations) => rotateTokens(context, rotations), { maxSize: 64, concurrency: 1 }),
+    };
+    batchers.set(context.db, found);
+  }
+  return found;
+}
+
+/**
+ * Rotates an unused refresh token with two batched statements: a read, then a
+ * write that marks the token rotated and stores its successor, but only if no
+ * concurrent request rotated it first. Returns undefined whenever the token is
+ * in any other state, lost that race, or its batch failed, and the transaction
+ * below then decides the request under its row lock.
  */
 async function rotateUnusedToken(context: OAuthContext, client: Client, parameters: Parameters): Promise<TokenResponse | undefined> {
   const { db, config } = context;
   const now = config.now();
   const raw = parameters.refresh_token;
+  const { reads, rotations } = batchersFor(context);
 
-  const token = await db
-    .selectFrom('refresh_tokens')
-    .innerJoin('grants', 'grants.id', 'refresh_tokens.grant_id')
-    .selectAll('refresh_tokens')
-    .select(['grants.client_id', 'grants.user_id', 'grants.resource', 'grants.revoked_at as grant_revoked_at', 'grants.last_used_at as grant_last_used_at'])
-    .where('refresh_tokens.token_hash', '=', sha256Hex(raw))
-    .executeTakeFirst();
+  // A failed read leaves the decision to the transaction below.
+  const token = await reads.run(sha256Hex(raw)).catch(() => undefined);
   const usable = token !== undefined && token.client_id === client.id && token.grant_revoked_at === null;
   if (!usable || token.revoked_at !== null || token.rotated_at !== null || token.expires_at <= now) return undefined;
 
@@ -78,22 +165,25 @@ async function rotateUnusedToken(context: OAuthContext, client: Client, paramete
   const scope = narrowScope(context, token.scope, parameters.scope);
   const grant = { id: token.grant_id, user_id: token.user_id, client_id: token.client_id, resource: token.resource };
   const response = await signAccessToken(context, grant, scope);
-  // RFC 6749 section 6: the new refresh token keeps the presented token's scope.
   const successor = prepareRefreshToken(context);
   response.refresh_token = successor.token;
 
-  const row = successor.row;
-  const result = await sql<{ id: string }>`
-    with rotated as (
-      update refresh_tokens set rotated_at = ${now}, successor_response = ${sealResponse(response, raw, token.id)}
-      where id = ${token.id} and rotated_at is null and revoked_at is null
-        and exists (select 1 from grants where grants.id = ${token.grant_id} and grants.revoked_at is null)
-      returning grant_id
-    )
-    insert into refresh_tokens (id, token_hash, grant_id, scope, created_at, expires_at)
-    select ${row.id}, ${row.token_hash}, grant_id, ${token.scope}, ${row.created_at}, ${row.expires_at} from rotated
-    returning id`.execute(db);
-  if (result.rows.length === 0) return undefined;
+  let rotated: boolean;
+  try {
+    rotated = await rotations.run({
+      tokenId: token.id,
+      grantId: token.grant_id,
+      // RFC 6749 section 6: the new refresh token keeps the presented token's scope.
+      scope: token.scope,
+      sealedResponse: sealResponse(response, raw, token.id),
+      successorId: successor.row.id,
+      successorHash: successor.row.token_hash,
+    });
+  } catch {
+    // The whole batch rolled back, so this token is still unrotated.
+    return undefined;
+  }
+  if (!rotated) return undefined;
 
   if (token.grant_last_used_at === null || now.getTime() - token.grant_last_used_at.getTime() >= LAST_USED_RESOLUTION_MS) {
     await db.updateTable('grants').set({ last_used_at: now }).where('id', '=', token.grant_id).execute();
