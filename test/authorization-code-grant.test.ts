@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap';
 import { apiResource } from '../src/oauth/context.ts';
+import { authorizationCodeGrant } from '../src/oauth/grants/authorization-code.ts';
 import { sha256Hex } from '../src/oauth/secrets.ts';
 import {
   REDIRECT_URI,
@@ -174,6 +175,41 @@ t.test('many codes redeemed at once', async (t) => {
   t.strictSame(subjects, rightUsers.map(({ user }) => user.id), 'each token is for the user who approved its code');
   const refreshed = await Promise.all(results.map((result) => refresh(server, client.id, result.body.refresh_token)));
   t.strictSame(refreshed.map((result) => result.status), Array(8).fill(200), 'each refresh token was stored');
+});
+
+t.test('failed checks in a batch get nothing', async (t) => {
+  const { client: other } = await registerCodeClient(server);
+  const { client, issued } = await publicCode('read:profile');
+  const { issued: first } = await publicCode('read:profile');
+  const fields = codeFields(issued);
+  const context = server.app.speedgate;
+
+  // Handled in one tick, the first redemption runs alone and the rest share the next
+  // statement in this order, so two failing requests for the code come before the rightful one.
+  const outcomes = await Promise.allSettled([
+    authorizationCodeGrant.handle(context, client, codeFields(first)),
+    authorizationCodeGrant.handle(context, client, { ...fields, code_verifier: 'C'.repeat(43) }),
+    authorizationCodeGrant.handle(context, other, fields),
+    authorizationCodeGrant.handle(context, client, fields),
+  ]);
+
+  t.equal(outcomes[1].status, 'rejected', 'the wrong verifier gets no tokens');
+  t.equal(outcomes[2].status, 'rejected', 'another client gets no tokens');
+  const rightful = outcomes[3];
+  t.equal(rightful.status, 'fulfilled', 'the rightful request gets the tokens');
+  if (rightful.status !== 'fulfilled') return;
+
+  // The failing requests end in the transaction, where the spent code revokes this grant,
+  // so the check is that what the rightful request got was stored for it.
+  const grantId = decodeJwt(rightful.value.access_token).payload.grant_id;
+  const grant = await context.db.selectFrom('grants').selectAll().where('id', '=', grantId).executeTakeFirst();
+  t.equal(grant?.client_id, client.id, "the token's grant was stored for the rightful client");
+  const stored = await context.db
+    .selectFrom('refresh_tokens')
+    .select('grant_id')
+    .where('token_hash', '=', sha256Hex(rightful.value.refresh_token ?? ''))
+    .executeTakeFirst();
+  t.equal(stored?.grant_id, grantId, 'its refresh token was stored with that grant');
 });
 
 t.test('concurrent redemptions yield one success', async (t) => {

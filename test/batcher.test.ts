@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Batcher } from '../src/db/batcher.ts';
+import { Batcher, firstOfEachKey } from '../src/db/batcher.ts';
 
 /** A batch function that records each batch and resolves when `release` is called. */
 function recordingBatcher(options: { maxSize: number; concurrency: number }) {
@@ -86,4 +86,14 @@ t.test('failed batch rejects only its calls', async (t) => {
 
   await t.rejects(failing, { message: 'statement failed' });
   t.equal(await later, 2, 'the next batch still runs');
+});
+
+t.test('first of each key', async (t) => {
+  const items = [
+    { key: 'a', order: 1 },
+    { key: 'b', order: 2 },
+    { key: 'a', order: 3 },
+  ];
+  t.strictSame(firstOfEachKey(items, (item) => item.key), [items[0], items[1]]);
+  t.strictSame(firstOfEachKey([], (item: { key: string }) => item.key), []);
 });

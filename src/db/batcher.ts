@@ -3,6 +3,9 @@
  * statement and one commit. A call starts a batch at once when fewer than
  * `concurrency` batches are running, and otherwise joins the next one, so a
  * quiet server adds no wait and a busy one sends fewer, larger statements.
+ *
+ * NOTE: a batch that waits, on a row lock or for a pool connection, delays
+ * every call queued behind it, and no statement timeout bounds that wait.
  */
 export class Batcher<Item, Result> {
   readonly #execute: (items: Item[]) => Promise<Result[]>;
@@ -39,4 +42,15 @@ export class Batcher<Item, Result> {
     }
     this.#running--;
   }
+}
+
+/** Returns the first of the items that share each key, in their order. */
+export function firstOfEachKey<Item>(items: Item[], key: (item: Item) => string): Item[] {
+  const seen = new Set<string>();
+  return items.filter((item) => {
+    const value = key(item);
+    if (seen.has(value)) return false;
+    seen.add(value);
+    return true;
+  });
 }

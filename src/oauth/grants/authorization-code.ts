@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type Selectable } from 'kysely';
-import { Batcher } from '../../db/batcher.ts';
+import { Batcher, firstOfEachKey } from '../../db/batcher.ts';
 import type { AuthorizationCodesTable, Client, Database } from '../../db/schema.ts';
 import { GRANT_TYPES } from '../clients.ts';
 import type { OAuthContext } from '../context.ts';
@@ -9,7 +9,7 @@ import type { Parameters } from '../parameters.ts';
 import { codeChallengeOf, isWellFormedPkceValue, verifyCodeChallenge } from '../pkce.ts';
 import { checkBoundResource, resolveResource } from '../resources.ts';
 import { sha256Hex } from '../secrets.ts';
-import { createGrant, issueTokens, prepareRefreshToken, revokeGrant, signAccessToken } from '../tokens.ts';
+import { createGrant, issueTokens, prepareRefreshToken, revokeGrant, signAccessToken, type TokenResponse } from '../tokens.ts';
 import { unwrapOutcome, type GrantHandler, type GrantOutcome } from './types.ts';
 
 type CodeRow = Selectable<AuthorizationCodesTable>;
@@ -68,7 +68,7 @@ interface Redemption {
 }
 
 interface RedeemedCode {
-  code_hash: string;
+  grant_id: string;
   user_id: string;
   scope: string;
   resource: string;
@@ -78,13 +78,15 @@ interface RedeemedCode {
  * Redeems a batch of codes in one statement. Each code is checked against its
  * request, consumed, and given an authorization and a refresh token. Returns
  * each redemption's code row, or undefined for one that found no unused code
- * matching every check.
+ * matching every check, and for every redemption of a code already in the
+ * batch, which the transaction then decides.
  */
 async function redeemBatch(context: OAuthContext, redemptions: Redemption[]): Promise<(RedeemedCode | undefined)[]> {
   const { config } = context;
   const now = config.now();
   const refreshExpiresAt = new Date(now.getTime() + config.refreshTokenTtlSeconds * 1000);
-  const column = <K extends keyof Redemption>(key: K) => redemptions.map((redemption) => redemption[key]);
+  const unique = firstOfEachKey(redemptions, (redemption) => redemption.codeHash);
+  const column = <K extends keyof Redemption>(key: K) => unique.map((redemption) => redemption[key]);
 
   // The challenge is public, sent in the authorization request, so comparing it in SQL reveals nothing.
   // Foreign keys are checked at the end of the statement, when the grant rows exist. A client's first
@@ -119,15 +121,11 @@ async function redeemBatch(context: OAuthContext, redemptions: Redemption[]): Pr
       update clients set last_used_at = ${now}
       where id in (select client_id from consumed) and last_used_at is null
     )
-    select code_hash, user_id, scope, resource from consumed`.execute(context.db);
+    select grant_id, user_id, scope, resource from consumed`.execute(context.db);
 
-  const byHash = new Map(result.rows.map((row) => [row.code_hash, row]));
-  return redemptions.map((redemption) => {
-    const row = byHash.get(redemption.codeHash);
-    // The same code twice in one batch is consumed once: the first redemption gets it.
-    byHash.delete(redemption.codeHash);
-    return row;
-  });
+  // Each redemption has its own grant id, so a row goes only to the request whose checks it passed.
+  const byGrant = new Map(result.rows.map((row) => [row.grant_id, row]));
+  return redemptions.map((redemption) => byGrant.get(redemption.grantId));
 }
 
 /** One batcher per database, so concurrent code exchanges share statements and commits. */
@@ -176,7 +174,14 @@ async function redeemUnusedCode(context: OAuthContext, client: Client, parameter
   if (code === undefined) return undefined;
 
   const grant = { id: redemption.grantId, user_id: code.user_id, client_id: client.id, resource: code.resource };
-  const response = await signAccessToken(context, grant, code.scope);
+  let response: TokenResponse;
+  try {
+    response = await signAccessToken(context, grant, code.scope);
+  } catch (error) {
+    // The code is spent: end the authorization so its stored refresh token cannot be used unseen.
+    await revokeGrant(context.db, grant.id, context.config.now());
+    throw error;
+  }
   if (refresh !== undefined) response.refresh_token = refresh.token;
 
   // The client may be a cached row: give it the time the statement stored.

@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
-import { Batcher } from '../../db/batcher.ts';
+import { Batcher, firstOfEachKey } from '../../db/batcher.ts';
 import type { Client, Database, RefreshTokensTable } from '../../db/schema.ts';
 import { GRANT_TYPES } from '../clients.ts';
 import type { OAuthContext } from '../context.ts';
@@ -88,15 +88,17 @@ interface Rotation {
 /**
  * Rotates a batch of unused refresh tokens in one statement: each is marked
  * rotated and its successor stored, unless a concurrent request rotated it
- * first or its grant was revoked. Returns whether each rotation happened.
+ * first or its grant was revoked. Returns whether each rotation happened. A
+ * token already in the batch is not rotated again: the transaction decides it.
  */
 async function rotateTokens(context: OAuthContext, rotations: Rotation[]): Promise<boolean[]> {
   const { config } = context;
   const now = config.now();
   const expiresAt = new Date(now.getTime() + config.refreshTokenTtlSeconds * 1000);
-  const column = <K extends keyof Rotation>(key: K) => rotations.map((rotation) => rotation[key]);
+  const unique = firstOfEachKey(rotations, (rotation) => rotation.tokenId);
+  const column = <K extends keyof Rotation>(key: K) => unique.map((rotation) => rotation[key]);
 
-  const result = await sql<{ id: string }>`
+  const result = await sql<{ successor_id: string }>`
     with request as (
       select * from unnest(
         ${column('tokenId')}::text[], ${column('grantId')}::text[], ${column('scope')}::text[],
@@ -107,20 +109,16 @@ async function rotateTokens(context: OAuthContext, rotations: Rotation[]): Promi
       from request as r
       where token.id = r.token_id and token.rotated_at is null and token.revoked_at is null
         and exists (select 1 from grants where grants.id = r.grant_id and grants.revoked_at is null)
-      returning token.id, token.grant_id, r.scope, r.successor_id, r.successor_hash
+      returning token.grant_id, r.scope, r.successor_id, r.successor_hash
     ), stored as (
       insert into refresh_tokens (id, token_hash, grant_id, scope, created_at, expires_at)
       select successor_id, successor_hash, grant_id, scope, ${now}, ${expiresAt} from rotated
     )
-    select id from rotated`.execute(context.db);
+    select successor_id from rotated`.execute(context.db);
 
-  const rotated = new Set(result.rows.map((row) => row.id));
-  return rotations.map((rotation) => {
-    const done = rotated.has(rotation.tokenId);
-    // The same token twice in one batch is rotated once: the first rotation gets it.
-    rotated.delete(rotation.tokenId);
-    return done;
-  });
+  // Each rotation has its own successor id, so a result goes only to the request that stored it.
+  const stored = new Set(result.rows.map((row) => row.successor_id));
+  return rotations.map((rotation) => stored.has(rotation.successorId));
 }
 
 interface RefreshBatchers {
