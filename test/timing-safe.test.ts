@@ -108,7 +108,7 @@ t.test('secret checks use constant time', async (t) => {
   // The functions that compare secrets must call one of the two constant-time helpers.
   const expectations: [string, RegExp][] = [
     ['accounts/csrf.ts', /constantTimeEqual\(token, createCsrfToken/],
-    ['oauth/pkce.ts', /constantTimeEqual\(computed, challenge\)/],
+    ['oauth/pkce.ts', /constantTimeEqual\(codeChallengeOf\(verifier\), challenge\)/],
     ['oauth/client-auth.ts', /constantTimeEqual\(presentedHash, storedHash\)/],
     ['accounts/passwords.ts', /timingSafeEqual\(key, expectedKey\)/],
     ['routes/register.ts', /constantTimeEqual\(presented, expected\)/],
