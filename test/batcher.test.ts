@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Batcher, firstOfEachKey } from '../src/db/batcher.ts';
+import { Batcher, firstOfEachKey, perDatabase } from '../src/db/batcher.ts';
 
 /** A batch function that records each batch and resolves when `release` is called. */
 function recordingBatcher(options: { maxSize: number; concurrency: number }) {
@@ -96,4 +96,16 @@ t.test('first of each key', async (t) => {
   ];
   t.strictSame(firstOfEachKey(items, (item) => item.key), [items[0], items[1]]);
   t.strictSame(firstOfEachKey([], (item: { key: string }) => item.key), []);
+});
+
+t.test('one value per database', async (t) => {
+  let created = 0;
+  const valueFor = perDatabase((context: { db: object; name: string }) => ({ number: ++created, name: context.name }));
+  const first = { db: {}, name: 'first' };
+  const second = { db: {}, name: 'second' };
+
+  t.equal(valueFor(first), valueFor(first), 'the same database gets the same value');
+  t.equal(valueFor({ db: first.db, name: 'other context' }).name, 'first', 'the value follows the database, not the context');
+  t.not(valueFor(second), valueFor(first), 'another database gets its own value');
+  t.equal(created, 2);
 });

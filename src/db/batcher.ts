@@ -54,3 +54,19 @@ export function firstOfEachKey<Item>(items: Item[], key: (item: Item) => string)
     return true;
   });
 }
+
+/**
+ * Returns a function that gives each database handle its own value, made by
+ * `create` on first use, so servers that share a process never share batches.
+ */
+export function perDatabase<Context extends { db: object }, Value>(create: (context: Context) => Value): (context: Context) => Value {
+  const values = new WeakMap<object, Value>();
+  return (context) => {
+    let value = values.get(context.db);
+    if (value === undefined) {
+      value = create(context);
+      values.set(context.db, value);
+    }
+    return value;
+  };
+}

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Kysely, type Selectable } from 'kysely';
-import { Batcher, firstOfEachKey } from '../../db/batcher.ts';
-import type { AuthorizationCodesTable, Client, Database } from '../../db/schema.ts';
+import { sql, type Selectable } from 'kysely';
+import { Batcher, firstOfEachKey, perDatabase } from '../../db/batcher.ts';
+import type { AuthorizationCodesTable, Client } from '../../db/schema.ts';
 import { GRANT_TYPES } from '../clients.ts';
 import type { OAuthContext } from '../context.ts';
 import { OAuthError } from '../errors.ts';
@@ -128,17 +128,10 @@ async function redeemBatch(context: OAuthContext, redemptions: Redemption[]): Pr
   return redemptions.map((redemption) => byGrant.get(redemption.grantId));
 }
 
-/** One batcher per database, so concurrent code exchanges share statements and commits. */
-const batchers = new WeakMap<Kysely<Database>, Batcher<Redemption, RedeemedCode | undefined>>();
-
-function batcherFor(context: OAuthContext): Batcher<Redemption, RedeemedCode | undefined> {
-  let batcher = batchers.get(context.db);
-  if (batcher === undefined) {
-    batcher = new Batcher((redemptions) => redeemBatch(context, redemptions), { maxSize: 64, concurrency: 1 });
-    batchers.set(context.db, batcher);
-  }
-  return batcher;
-}
+/** Returns the database's batcher of code redemptions, so concurrent exchanges share statements and commits. */
+const batcherFor = perDatabase(
+  (context: OAuthContext) => new Batcher((redemptions: Redemption[]) => redeemBatch(context, redemptions), { maxSize: 64, concurrency: 1 }),
+);
 
 /**
  * Redeems an unused code with a batched statement that checks the request

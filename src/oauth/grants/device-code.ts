@@ -16,10 +16,10 @@ const POLL_TOLERANCE_MS = 500;
 /** RFC 8628 section 3.5: the interval grows by 5 seconds after each slow_down. */
 const SLOW_DOWN_STEP_SECONDS = 5;
 
-/** Returns whether a poll at `now` comes sooner than the interval allows after the one at `lastPolledAt`. */
-function pollingTooFast(lastPolledAt: Date | number | null, intervalSeconds: number, now: Date): boolean {
+/** Returns whether a poll at `now` comes sooner than the interval allows after the one at `lastPolledAt` (epoch milliseconds). */
+function pollingTooFast(lastPolledAt: number | null, intervalSeconds: number, now: Date): boolean {
   if (lastPolledAt === null) return false;
-  const elapsed = now.getTime() - Number(lastPolledAt);
+  const elapsed = now.getTime() - lastPolledAt;
   return elapsed < intervalSeconds * 1000 - POLL_TOLERANCE_MS;
 }
 
@@ -130,7 +130,7 @@ async function pollDeviceCode(context: OAuthContext, client: Client, parameters:
     }
 
     if (row.status === 'pending') {
-      const tooFast = pollingTooFast(row.last_polled_at, row.interval_seconds, now);
+      const tooFast = pollingTooFast(row.last_polled_at?.getTime() ?? null, row.interval_seconds, now);
       const interval = tooFast ? row.interval_seconds + SLOW_DOWN_STEP_SECONDS : row.interval_seconds;
       await trx
         .updateTable('device_codes')

@@ -1,5 +1,5 @@
-import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
-import { Batcher, firstOfEachKey } from '../../db/batcher.ts';
+import { sql, type Selectable, type Transaction } from 'kysely';
+import { Batcher, firstOfEachKey, perDatabase } from '../../db/batcher.ts';
 import type { Client, Database, RefreshTokensTable } from '../../db/schema.ts';
 import { GRANT_TYPES } from '../clients.ts';
 import type { OAuthContext } from '../context.ts';
@@ -121,25 +121,11 @@ async function rotateTokens(context: OAuthContext, rotations: Rotation[]): Promi
   return rotations.map((rotation) => stored.has(rotation.successorId));
 }
 
-interface RefreshBatchers {
-  reads: Batcher<string, PresentedToken | undefined>;
-  rotations: Batcher<Rotation, boolean>;
-}
-
-/** Batchers per database, so concurrent refreshes share statements and commits. */
-const batchers = new WeakMap<Kysely<Database>, RefreshBatchers>();
-
-function batchersFor(context: OAuthContext): RefreshBatchers {
-  let found = batchers.get(context.db);
-  if (found === undefined) {
-    found = {
-      reads: new Batcher((hashes) => readTokens(context, hashes), { maxSize: 64, concurrency: 1 }),
-      rotations: new Batcher((rotations) => rotateTokens(context, rotations), { maxSize: 64, concurrency: 1 }),
-    };
-    batchers.set(context.db, found);
-  }
-  return found;
-}
+/** Returns the database's batchers of refresh reads and rotations, so concurrent refreshes share statements and commits. */
+const batchersFor = perDatabase((context: OAuthContext) => ({
+  reads: new Batcher((hashes: string[]) => readTokens(context, hashes), { maxSize: 64, concurrency: 1 }),
+  rotations: new Batcher((rotations: Rotation[]) => rotateTokens(context, rotations), { maxSize: 64, concurrency: 1 }),
+}));
 
 /**
  * Rotates an unused refresh token with two batched statements: a read, then a
