@@ -1,5 +1,7 @@
 import t from 'tap';
 import { rotateSigningKey } from '../src/oauth/keys.ts';
+import { sha256Hex } from '../src/oauth/secrets.ts';
+import { waitFor } from './helpers/cli.ts';
 import { decodeJwt, PASSWORD } from './helpers/authorization.ts';
 import { BrowserSession } from './helpers/browser-session.ts';
 import { createTestDatabase } from './helpers/database.ts';
@@ -114,6 +116,9 @@ async function runTwoNodeTests(): Promise<void> {
     t.equal(first.body.error, 'authorization_pending', 'node A remembers the pending code');
 
     await decideDevice(nodeB, start, user.id);
+    // Node A hears of the decision through NOTIFY, a few milliseconds after the commit.
+    const codeHash = sha256Hex(start.deviceCode);
+    await waitFor(async () => (nodeA.app.speedgate.cache.devicePolls.get(codeHash) === undefined ? true : undefined), 'the announcement on node A');
     advanceBoth(6);
     const issued = await redeemDevice(nodeA, client.id, start.deviceCode);
     t.equal(issued.status, 200, "node A hears of node B's approval");
