@@ -121,7 +121,7 @@ export async function startDevice(
 /** Records the user's approval or denial as the device page would. */
 export async function decideDevice(server: TestServer, start: DeviceStart, userId: string, approved = true): Promise<void> {
   const { cache, db } = server.app.speedgate;
-  // The device page's request applies the announcement to this node's cache at once; so does this helper.
+  // The device page's request applies the announcement to this node's cache at once, and so does this helper.
   const decided = await cache.withLocalAnnouncements(() => decideDeviceCode(db, start.rowId, userId, approved, server.clock.now()));
   if (!decided) throw new Error('the device authorization was no longer pending');
 }
