@@ -38,7 +38,7 @@ async function callApi(server: TestServer, token: string) {
 /**
  * Returns whether the new token's field shows the whole token, reading its width
  * for up to two seconds. NOTE: one clean CI run read an overflow right after the
- * page loaded, which reruns did not reproduce; the cause is not known.
+ * page loaded, which reruns did not reproduce. The cause is not known.
  */
 async function showsWholeToken(page: Page): Promise<boolean> {
   const field = page.locator('#new-token-value');
